@@ -1,0 +1,70 @@
+"""The one result type of every renderer, as plain data that crosses process boundaries."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+ArtifactKind = Literal["chart", "web", "slides"]
+DefectKind = Literal["overlap", "clipped_text", "overflow", "misalignment", "low_contrast"]
+DEFECT_KINDS: tuple[str, ...] = ("overlap", "clipped_text", "overflow", "misalignment", "low_contrast")
+ARTIFACT_KINDS: tuple[str, ...] = ("chart", "web", "slides")
+
+
+@dataclass
+class Element:
+    """One drawn element: its box in image pixels and the 1-based source lines that made or styled it."""
+
+    id: str
+    role: str  # "text", "axes", "legend", "patch", "line", "image", "shape", "block", ...
+    bbox: tuple[float, float, float, float]  # (x0, y0, x1, y1), image pixels, y down
+    text: str | None = None
+    color: str | None = None  # "#rrggbb" where known
+    background: str | None = None  # "#rrggbb" where known
+    lines: list[int] = field(default_factory=list)
+    parent: str | None = None  # id of the containing element, where known
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Defect:
+    """A visual defect, traced to the elements it concerns and the source lines behind them."""
+
+    kind: str  # one of DEFECT_KINDS
+    severity: float  # in (0, 1]
+    elements: list[str]
+    lines: list[int]
+    message: str
+
+
+@dataclass
+class RenderResult:
+    kind: str
+    ok: bool
+    error: str | None = None
+    error_lines: list[int] = field(default_factory=list)
+    image: bytes | None = None  # PNG
+    width: int | None = None
+    height: int | None = None
+    elements: list[Element] = field(default_factory=list)
+    defects: list[Defect] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    def to_dict(self, *, with_image: bool = False) -> dict[str, Any]:
+        data = asdict(self)
+        data["image"] = self.image if with_image else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RenderResult:
+        data = dict(data)
+        data["elements"] = [Element(**{**e, "bbox": tuple(e["bbox"])}) for e in data.get("elements", [])]
+        data["defects"] = [Defect(**d) for d in data.get("defects", [])]
+        return cls(**data)
+
+    @classmethod
+    def failure(cls, kind: str, error: str, error_lines: list[int] | None = None) -> RenderResult:
+        return cls(kind=kind, ok=False, error=error, error_lines=list(error_lines or []))
+
+    def defect_lines(self) -> list[int]:
+        return sorted({line for defect in self.defects for line in defect.lines})
