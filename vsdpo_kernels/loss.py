@@ -1,0 +1,253 @@
+"""The public entry points: ``fused_linear_sdpo_loss`` and ``linear_logprobs``.
+
+One ``autograd.Function`` wires every fused implementation: a backend reduces the vocabulary to
+per-token statistics (``stats``) and, given the per-token coefficients ``a = dL/dlogp`` and
+``b = dL/dD``, produces the gradients w.r.t. the hidden states and the weight (``grads``). The loss is
+the graph's last node, so by default the gradients are computed in the forward pass and the
+backward only scales them (``grad_in_forward``); the alternative recomputes them in the backward.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from types import ModuleType
+
+import torch
+
+from vsdpo_kernels.config import IMPLS, SDPOLossConfig, SDPOLossOutput
+from vsdpo_kernels.inputs import check_inputs
+from vsdpo_kernels.reference import reference_sdpo_loss
+from vsdpo_kernels.stats import Stats
+from vsdpo_kernels.terms import Coefficients
+
+_BACKEND_MODULES = {
+    "torch": "vsdpo_kernels.torch_chunked",
+    "cpu": "vsdpo_kernels.cpu",
+    "triton": "vsdpo_kernels.triton_impl",
+}
+
+
+def _backend(impl: str) -> ModuleType:
+    return importlib.import_module(_BACKEND_MODULES[impl])
+
+
+def resolve_impl(impl: str, device: torch.device) -> str:
+    """The implementation ``impl`` names, with ``auto`` resolved for ``device``."""
+    if impl not in IMPLS:
+        raise ValueError(f"impl: expected one of {IMPLS}, got {impl!r}")
+    if impl != "auto":
+        if impl == "cpu" and device.type != "cpu":
+            raise ValueError(f"impl='cpu': expected CPU tensors, got tensors on {device}")
+        if impl == "triton" and device.type != "cuda":
+            import os
+
+            if os.environ.get("TRITON_INTERPRET") != "1":
+                raise ValueError(
+                    f"impl='triton': expected CUDA tensors (or TRITON_INTERPRET=1 for CPU tests), got {device}"
+                )
+        return impl
+    if device.type == "cuda":
+        return "triton"
+    if device.type == "cpu":
+        from vsdpo_kernels import cpu
+
+        if cpu.available(warn=True):
+            return "cpu"
+    return "torch"
+
+
+class _FusedSDPOLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hs, weight, ht, targets, backend, coefficients, config, grad_in_forward):
+        beta, temperature = config.beta, config.temperature
+        needs_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        fused = getattr(backend, "fused", None)
+        if needs_grad and grad_in_forward and fused is not None:
+            st, coeff, grad_hs, grad_w = fused(
+                hs, ht, weight, targets, coefficients, temperature=temperature, beta=beta
+            )
+        else:
+            st = backend.stats(hs, ht, weight, targets, temperature=temperature, beta=beta)
+            coeff = coefficients(st.logp, st.divergence)
+            grad_hs = grad_w = None
+            if needs_grad and grad_in_forward:
+                grad_hs, grad_w = backend.grads(
+                    hs, ht, weight, targets, st, coeff.a, coeff.b, temperature=temperature, beta=beta
+                )
+        loss = config.pg_weight * coeff.pg_loss + config.sd_weight * coeff.sd_loss
+        if needs_grad:
+            if grad_in_forward:
+                ctx.save_for_backward(grad_hs, grad_w)
+            else:
+                ctx.save_for_backward(hs, weight, ht, targets, coeff.a, coeff.b)
+                ctx.stats = st
+            ctx.backend, ctx.config, ctx.grad_in_forward = backend, config, grad_in_forward
+            ctx.dtypes = (hs.dtype, weight.dtype)
+        extras = [
+            coeff.pg_loss.detach(),
+            coeff.sd_loss.detach(),
+            coeff.clipped.detach(),
+            st.logp,
+            st.entropy,
+            st.divergence if st.divergence is not None else torch.zeros_like(st.logp),
+        ]
+        ctx.mark_non_differentiable(*extras)
+        return (loss, *extras)
+
+    @staticmethod
+    def backward(ctx, grad_loss, *unused):
+        if ctx.grad_in_forward:
+            grad_hs, grad_w = ctx.saved_tensors
+        else:
+            hs, weight, ht, targets, a, b = ctx.saved_tensors
+            grad_hs, grad_w = ctx.backend.grads(
+                hs, ht, weight, targets, ctx.stats, a, b, temperature=ctx.config.temperature, beta=ctx.config.beta
+            )
+        hs_dtype, w_dtype = ctx.dtypes
+        grad_hs = (grad_hs * grad_loss).to(hs_dtype) if ctx.needs_input_grad[0] else None
+        grad_w = (grad_w * grad_loss).to(w_dtype) if ctx.needs_input_grad[1] else None
+        return grad_hs, grad_w, None, None, None, None, None, None
+
+
+def _scatter(values: torch.Tensor, valid: torch.Tensor, shape, all_valid: bool) -> torch.Tensor:
+    if all_valid:
+        return values.reshape(shape)
+    out = values.new_zeros(shape[0] * shape[1])
+    out[valid] = values
+    return out.reshape(shape)
+
+
+def fused_linear_sdpo_loss(
+    student_hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    teacher_hidden: torch.Tensor | None = None,
+    advantages: torch.Tensor | None = None,
+    old_logprobs: torch.Tensor | None = None,
+    ref_logprobs: torch.Tensor | None = None,
+    credit: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    num_items_in_batch: float | torch.Tensor | None = None,
+    config: SDPOLossConfig = SDPOLossConfig(),
+    impl: str = "auto",
+    grad_in_forward: bool = True,
+) -> SDPOLossOutput:
+    """Credit-weighted self-distillation plus GRPO, from hidden states and the lm_head weight.
+
+    ``student_hidden[b, t]`` predicts ``targets[b, t]``. ``teacher_hidden=None`` turns the
+    distillation term off, ``advantages=None`` the policy term. See ``SDPOLossConfig`` for the maths
+    and DESIGN.md for the exact definition. Only ``impl="reference"`` materialises the logits.
+    """
+    if not isinstance(config, SDPOLossConfig):
+        raise TypeError(f"config: expected an SDPOLossConfig, got {type(config).__name__}")
+    if isinstance(num_items_in_batch, torch.Tensor):
+        num_items_in_batch = float(num_items_in_batch.item())
+    inputs = check_inputs(
+        student_hidden,
+        weight,
+        targets,
+        teacher_hidden=teacher_hidden,
+        advantages=advantages,
+        old_logprobs=old_logprobs,
+        ref_logprobs=ref_logprobs,
+        credit=credit,
+        mask=mask,
+        num_items_in_batch=num_items_in_batch,
+        kl_beta=config.kl_beta,
+    )
+    impl = resolve_impl(impl, student_hidden.device)
+    if impl == "reference":
+        loss, pg, sd, logp, div, ent, clip = reference_sdpo_loss(
+            student_hidden,
+            weight,
+            inputs.targets,
+            teacher_hidden=teacher_hidden,
+            advantages=inputs.advantages,
+            old_logprobs=inputs.old_logprobs,
+            ref_logprobs=inputs.ref_logprobs,
+            credit=inputs.credit,
+            mask=inputs.mask,
+            num_items_in_batch=inputs.num_items_in_batch,
+            config=config,
+        )
+        return SDPOLossOutput(loss, pg, sd, logp, div, ent, clip)
+
+    B, T, D = student_hidden.shape
+    valid = inputs.valid_index()
+    n_valid = valid.numel()
+    all_valid = n_valid == B * T
+    flat = lambda t: t.reshape(B * T, -1) if all_valid else t.reshape(B * T, -1)[valid]
+    hs = flat(student_hidden)
+    ht = None if teacher_hidden is None else flat(teacher_hidden)
+    y = inputs.targets.reshape(-1) if all_valid else inputs.targets.reshape(-1)[valid]
+    coefficients = Coefficients(inputs, config, valid)
+    if n_valid == 0:
+        zero = (student_hidden.sum() * 0.0 + weight.sum() * 0.0).float()
+        z = student_hidden.new_zeros((B, T), dtype=torch.float32)
+        return SDPOLossOutput(zero, zero.detach(), zero.detach(), z, z.clone(), z.clone(), zero.detach())
+    loss, pg, sd, clipped, logp, entropy, divergence = _FusedSDPOLoss.apply(
+        hs.contiguous(), weight, None if ht is None else ht.contiguous(), y.contiguous(),
+        _backend(impl), coefficients, config, grad_in_forward,
+    )
+    return SDPOLossOutput(
+        loss=loss,
+        pg_loss=pg,
+        sd_loss=sd,
+        logprobs=_scatter(logp, valid, (B, T), all_valid),
+        divergence=_scatter(divergence, valid, (B, T), all_valid),
+        entropy=_scatter(entropy, valid, (B, T), all_valid),
+        clip_fraction=clipped / n_valid,
+    )
+
+
+class _LinearLogprobs(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hs, weight, targets, backend, temperature):
+        st: Stats = backend.stats(hs, None, weight, targets, temperature=temperature, beta=0.0)
+        ctx.save_for_backward(hs, weight, targets, st.lse_s)
+        ctx.backend, ctx.temperature = backend, temperature
+        ctx.mark_non_differentiable(st.entropy)
+        return st.logp, st.entropy
+
+    @staticmethod
+    def backward(ctx, grad_logp, _grad_entropy):
+        hs, weight, targets, lse_s = ctx.saved_tensors
+        st = Stats(logp=None, entropy=None, lse_s=lse_s)
+        grad_hs, grad_w = ctx.backend.grads(
+            hs, None, weight, targets, st, grad_logp.float(), torch.zeros_like(lse_s),
+            temperature=ctx.temperature, beta=0.0,
+        )
+        return grad_hs.to(hs.dtype), grad_w.to(weight.dtype), None, None, None
+
+
+def linear_logprobs(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0, impl: str = "auto"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log p(targets), entropy)``, each ``[B, T]`` float32, at ``temperature``, without logits.
+
+    The log-probs are differentiable w.r.t. ``hidden`` and ``weight`` (recomputed in the backward);
+    the entropy is detached.
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature: expected > 0, got {temperature!r}")
+    inputs = check_inputs(hidden, weight, targets)
+    impl = resolve_impl(impl, hidden.device)
+    B, T, D = hidden.shape
+    if impl == "reference":
+        compute = torch.float64 if hidden.dtype == torch.float64 else torch.float32
+        logits = (hidden.to(compute) @ weight.to(compute).T) / temperature
+        logp_all = torch.log_softmax(logits, dim=-1)
+        logp = logp_all.gather(-1, inputs.targets[..., None]).squeeze(-1)
+        return logp, -(logp_all.exp() * logp_all).sum(-1).detach()
+    logp, entropy = _LinearLogprobs.apply(
+        hidden.reshape(B * T, D).contiguous(), weight, inputs.targets.reshape(-1), _backend(impl), float(temperature)
+    )
+    return logp.reshape(B, T), entropy.reshape(B, T)
+
+
+def _warn_once(message: str, _seen=set()):  # noqa: B006 - the set is the memory of what was said
+    if message not in _seen:
+        _seen.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)

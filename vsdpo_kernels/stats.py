@@ -1,0 +1,47 @@
+"""Per-token statistics that every fused implementation produces from its pass over the vocabulary.
+
+Notation, per token: ``zs = hs @ W.T / tau`` and ``zt = ht @ W.T / tau`` (student, teacher),
+``ls = zs - lse_s``, ``lt = zt - lse_t``, ``ps = exp(ls)``, ``pt = exp(lt)``.
+The divergence gradient w.r.t. the student's scaled logits is ``dD/dzs_v = g_v - ps_v * G`` with
+
+    beta == 0:  g_v = -pt_v                        G = -1
+    beta == 1:  g_v = ps_v * (ls_v - lt_v)         G = D
+    otherwise:  g_v = (1-beta) ps_v (ls_v - lm_v)  G = (1-beta) KL(ps || m),  lm = log((1-beta) ps + beta pt)
+
+and the full gradient w.r.t. the student's raw logits is
+``dZ_v = (a * (1[v == y] - ps_v) + b * (g_v - ps_v * G)) / tau`` with ``a = dL/dlogp``, ``b = dL/dD``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Stats:
+    """Float32 ``[n]`` tensors over the valid tokens. Teacher fields are None without a teacher."""
+
+    logp: torch.Tensor
+    entropy: torch.Tensor
+    lse_s: torch.Tensor
+    lse_t: torch.Tensor | None = None
+    divergence: torch.Tensor | None = None
+    G: torch.Tensor | None = None
+
+
+def mixture_logs(beta: float) -> tuple[float, float]:
+    """``(log(1-beta), log(beta))`` for the mixture ``m = (1-beta) ps + beta pt``; finite for 0 < beta < 1."""
+    return math.log1p(-beta), math.log(beta)
+
+
+def divergence_grad_sum(beta: float, divergence: torch.Tensor, G: torch.Tensor | None) -> torch.Tensor:
+    """``G`` of the formula above for the two end points, where no extra pass computes it."""
+    if beta == 0:
+        return torch.full_like(divergence, -1.0)
+    if beta == 1:
+        return divergence
+    assert G is not None
+    return G
