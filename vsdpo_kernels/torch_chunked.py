@@ -22,16 +22,23 @@ def _blocks(total: int, size: int):
         yield start, min(start + size, total)
 
 
+def _compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """float32, or float64 for float64 inputs (the tests' oracle runs this code in float64)."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
 def _logits(hidden: torch.Tensor, weight_block: torch.Tensor, temperature: float) -> torch.Tensor:
-    return (hidden.float() @ weight_block.float().T) / temperature
+    dtype = _compute_dtype(hidden)
+    return (hidden.to(dtype) @ weight_block.to(dtype).T) / temperature
 
 
 def stats(hs, ht, weight, targets, *, temperature: float, beta: float) -> Stats:
     n, V = hs.shape[0], weight.shape[0]
+    dtype = _compute_dtype(hs)
     out = Stats(
-        logp=hs.new_empty(n, dtype=torch.float32),
-        entropy=hs.new_empty(n, dtype=torch.float32),
-        lse_s=hs.new_empty(n, dtype=torch.float32),
+        logp=hs.new_empty(n, dtype=dtype),
+        entropy=hs.new_empty(n, dtype=dtype),
+        lse_s=hs.new_empty(n, dtype=dtype),
     )
     if ht is not None:
         out.lse_t = torch.empty_like(out.lse_s)
@@ -40,7 +47,7 @@ def stats(hs, ht, weight, targets, *, temperature: float, beta: float) -> Stats:
         hs_c, y = hs[t0:t1], targets[t0:t1]
         ht_c = None if ht is None else ht[t0:t1]
         rows = t1 - t0
-        m_s = hs.new_full((rows,), -float("inf"), dtype=torch.float32)
+        m_s = hs.new_full((rows,), -float("inf"), dtype=dtype)
         l_s, e_s, z_y = (torch.zeros_like(m_s) for _ in range(3))
         if ht_c is not None:
             m_t, l_t, cross = torch.full_like(m_s, -float("inf")), torch.zeros_like(m_s), torch.zeros_like(m_s)
@@ -92,7 +99,7 @@ def _mixture_terms(zs, zt, lse_s, lse_t, beta):
 
 def _mixture_divergence(hs, ht, weight, st: Stats, *, temperature, beta):
     n, V = hs.shape[0], weight.shape[0]
-    divergence = torch.zeros(n, dtype=torch.float32, device=hs.device)
+    divergence = torch.zeros(n, dtype=_compute_dtype(hs), device=hs.device)
     G = torch.zeros_like(divergence)
     for t0, t1 in _blocks(n, TOKEN_BLOCK):
         for v0, v1 in _blocks(V, VOCAB_BLOCK):
@@ -128,10 +135,11 @@ def logits_grad_block(zs, zt, y_local, st_slice, a, b, *, beta, temperature):
 
 def grads(hs, ht, weight, targets, st: Stats, a, b, *, temperature: float, beta: float):
     n, V = hs.shape[0], weight.shape[0]
-    grad_hs = torch.zeros(hs.shape, dtype=torch.float32, device=hs.device)
-    grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+    dtype = _compute_dtype(hs)
+    grad_hs = torch.zeros(hs.shape, dtype=dtype, device=hs.device)
+    grad_w = torch.zeros(weight.shape, dtype=dtype, device=weight.device)
     for t0, t1 in _blocks(n, TOKEN_BLOCK):
-        hs_c = hs[t0:t1].float()
+        hs_c = hs[t0:t1].to(dtype)
         ht_c = None if ht is None else ht[t0:t1]
         y = targets[t0:t1]
         st_slice = (
@@ -141,7 +149,7 @@ def grads(hs, ht, weight, targets, st: Stats, a, b, *, temperature: float, beta:
             None if st.G is None else st.G[t0:t1],
         )
         for v0, v1 in _blocks(V, VOCAB_BLOCK):
-            w_block = weight[v0:v1].float()
+            w_block = weight[v0:v1].to(dtype)
             zs = (hs_c @ w_block.T) / temperature
             zt = None if ht_c is None else _logits(ht_c, w_block, temperature)
             y_local = torch.where((y >= v0) & (y < v1), y - v0, torch.full_like(y, -1))

@@ -9,7 +9,7 @@ weight gradient (float32 buffers, atomic adds across tiles). No [tokens x vocab]
 import triton
 import triton.language as tl
 
-from vsdpo_kernels.triton_common import log_mixture, logits_tile
+from vsdpo_kernels.triton_common import log_mixture, logits_tile, mma
 
 
 @triton.jit
@@ -52,7 +52,7 @@ def sdpo_backward_kernel(
         dim_ok = dims < D
         w = tl.load(W + cols[:, None] * stride_w + dims[None, :], mask=col_ok[:, None] & dim_ok[None, :], other=0.0)
         hs = tl.load(HS + rows[:, None] * stride_h + dims[None, :], mask=row_ok[:, None] & dim_ok[None, :], other=0.0)
-        grad_hs = tl.dot(dz, w, input_precision=DOT_PRECISION)
+        grad_hs = mma(dz, w, tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32), DOT_PRECISION)
         tl.atomic_add(GRAD_HS + rows[:, None] * D + dims[None, :], grad_hs, mask=row_ok[:, None] & dim_ok[None, :])
-        grad_w = tl.dot(tl.trans(dz), hs, input_precision=DOT_PRECISION)
+        grad_w = mma(tl.trans(dz), hs, tl.zeros((BLOCK_V, BLOCK_D), dtype=tl.float32), DOT_PRECISION)
         tl.atomic_add(GRAD_W + cols[:, None] * D + dims[None, :], grad_w, mask=col_ok[:, None] & dim_ok[None, :])

@@ -10,6 +10,16 @@ import triton.language as tl
 
 
 @triton.jit
+def mma(a, b, acc, DOT_PRECISION: tl.constexpr):
+    """``acc + a @ b`` in float32. "upcast" multiplies in float32: Triton's CPU interpreter gets
+    half-precision products wrong, so the tests run them that way."""
+    if DOT_PRECISION == "upcast":
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), acc=acc)
+    else:
+        return tl.dot(a, b, acc=acc, input_precision=DOT_PRECISION)
+
+
+@triton.jit
 def logits_tile(
     HS, HT, W, rows, cols, n, V, D, stride_h, stride_w, inv_tau,
     HAS_TEACHER: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -26,12 +36,12 @@ def logits_tile(
         dim_ok = dims < D
         w = tl.load(W + cols[:, None] * stride_w + dims[None, :], mask=col_ok[:, None] & dim_ok[None, :], other=0.0)
         hs = tl.load(HS + rows[:, None] * stride_h + dims[None, :], mask=row_ok[:, None] & dim_ok[None, :], other=0.0)
-        zs = tl.dot(hs, tl.trans(w), acc=zs, input_precision=DOT_PRECISION)
+        zs = mma(hs, tl.trans(w), zs, DOT_PRECISION)
         if HAS_TEACHER:
             ht = tl.load(
                 HT + rows[:, None] * stride_h + dims[None, :], mask=row_ok[:, None] & dim_ok[None, :], other=0.0
             )
-            zt = tl.dot(ht, tl.trans(w), acc=zt, input_precision=DOT_PRECISION)
+            zt = mma(ht, tl.trans(w), zt, DOT_PRECISION)
     return zs * inv_tau, zt * inv_tau
 
 

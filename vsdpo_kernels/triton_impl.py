@@ -34,6 +34,8 @@ def _beta_mode(beta: float) -> int:
 
 
 def _precision(hs: torch.Tensor) -> str:
+    if _interpreting(hs):
+        return "upcast"
     # float32 inputs get full-precision products (tf32 would cost ~1e-3 relative on the logits).
     return "ieee" if hs.dtype == torch.float32 else "tf32"
 

@@ -1,0 +1,78 @@
+"""Rewards: components, weights, failures, the TRL-style interface and the combinator."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from vsdpo import rewards
+from vsdpo.render.types import Defect, RenderResult
+from vsdpo.rewards import RewardConfig, VisualReward, combine
+
+
+def rendered(*severities: float, ok: bool = True) -> RenderResult:
+    defects = [Defect("overlap", s, [], [1], "") for s in severities]
+    return RenderResult(kind="chart", ok=ok, defects=defects, error=None if ok else "boom")
+
+
+def test_clean_render_without_reference_scores_one():
+    reward = VisualReward(kind="chart")
+    assert reward.score_rendered([rendered()], ["x = 1"]) == [1.0]
+
+
+def test_defects_lower_the_reward_by_their_severity():
+    reward = VisualReward(kind="chart")
+    weights = rewards.DEFAULT_WEIGHTS["chart"]
+    (value,) = reward.score_rendered([rendered(0.5, 0.25)], ["x"])
+    expected = (weights["executable"] + weights["defects"] * math.exp(-0.75)) / (
+        weights["executable"] + weights["defects"]
+    )
+    assert value == pytest.approx(expected)
+
+
+def test_failed_program_gets_the_failure_reward():
+    reward = VisualReward(RewardConfig(kind="chart", failure_reward=-1.0))
+    assert reward.score_rendered([rendered(ok=False)], ["x"]) == [-1.0]
+
+
+def test_similarity_comes_from_the_benchmark_metric(monkeypatch):
+    monkeypatch.setattr(rewards, "_similarity", lambda kind, code, reference, timeout_s: 0.5)
+    reward = VisualReward(kind="chart", weights={"executable": 1.0, "similarity": 1.0, "defects": 0.0})
+    assert reward.score_rendered([rendered()], ["x"], references=["ref"]) == [0.75]
+
+
+def test_config_rejects_unknown_kind_and_component():
+    with pytest.raises(ValueError, match="kind"):
+        RewardConfig(kind="video")
+    with pytest.raises(ValueError, match="weights"):
+        RewardConfig(weights={"beauty": 1.0})
+
+
+def test_trl_interface_takes_conversations(monkeypatch):
+    seen = []
+
+    def fake_render(code, kind, *, timeout_s=20, width=None, height=None):
+        seen.append((code, kind))
+        return rendered() if "fine" in code else rendered(ok=False)
+
+    import vsdpo.render
+
+    monkeypatch.setattr(vsdpo.render, "render", fake_render)
+    reward = VisualReward(kind="chart")
+    completions = [
+        [{"role": "assistant", "content": "```python\nfine = 1\n```"}],
+        [{"role": "assistant", "content": "```python\nbroken(\n```"}],
+    ]
+    assert reward(prompts=["p", "p"], completions=completions) == [1.0, 0.0]
+    assert seen == [("fine = 1", "chart"), ("broken(", "chart")]
+    assert reward.__name__ == "visual_reward_chart"
+
+
+def test_combine_weights_reward_functions():
+    length = lambda prompts, completions, **kw: [float(len(c)) for c in completions]
+    one = lambda prompts, completions, **kw: [1.0] * len(completions)
+    combined = combine(length, one, weights=[0.5, 2.0])
+    assert combined(["p", "p"], ["ab", "abcd"]) == [3.0, 4.0]
+    with pytest.raises(ValueError, match="weights"):
+        combine(length, one, weights=[1.0])
