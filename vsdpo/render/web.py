@@ -1,0 +1,390 @@
+"""Web renderer: an HTML document in headless Chromium, its visible elements, and their visual defects.
+
+The page is written into a fresh temporary directory (with the files of ``assets_dir`` linked beside
+it, so relative paths such as ``rick.jpg`` resolve) and loaded from there. Every request other than
+``data:``/``blob:`` and files inside that directory is aborted. Without ``height`` the canvas is the
+full page, ``width`` (1280) wide; with it, a fixed canvas (an HTML slide) whose edges clip and bound
+the content. Provenance: each element's start-tag line, and the lines of the CSS declarations that set
+the properties a defect is about (see ``DEFECT_PROPERTIES``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from vsdpo.render import defects as checks
+from vsdpo.render.types import Defect, Element, RenderResult
+from vsdpo.render.web_browser import browser_host
+from vsdpo.render.web_source import LINE_ATTR, CssRule, declaration_line, normalise_selector, tag_source_lines
+
+WEB_WIDTH = 1280
+VIEWPORT_HEIGHT = 720  # the layout viewport of a full-page render (what `100vh` means)
+MAX_PAGE_HEIGHT = 8192  # full-page screenshots are cut here
+MAX_ELEMENTS = 3000
+# Computed properties whose declarations a defect of each kind is blamed on.
+DEFECT_PROPERTIES: dict[str, tuple[str, ...]] = {
+    "overlap": ("position", "top", "left", "right", "bottom", "margin-top", "margin-left", "margin-bottom",
+                "transform", "float", "line-height", "height"),
+    "clipped_text": ("overflow-x", "overflow-y", "height", "max-height", "width", "max-width", "white-space",
+                     "text-overflow", "font-size", "line-height"),
+    "overflow": ("width", "min-width", "height", "min-height", "left", "right", "margin-left", "margin-right",
+                 "position", "transform", "white-space", "font-size", "letter-spacing", "padding-left"),
+    "misalignment": ("margin-left", "margin-right", "margin-top", "padding-left", "left", "top", "text-align",
+                     "transform", "position", "width"),
+    "low_contrast": ("color", "background-color", "background-image", "opacity"),
+}  # fmt: skip
+TRACKED_PROPERTIES = sorted({prop for props in DEFECT_PROPERTIES.values() for prop in props})
+# Text boxes of two elements must share this much of the smaller one to count as text on text:
+# glyph boxes of tightly set neighbouring lines touch without the letters colliding.
+TEXT_OVERLAP_FRAC = 0.2
+BLOCK_DISPLAYS = frozenset({"block", "flex", "grid", "list-item", "table", "flow-root"})
+_EXTRACT_JS = (Path(__file__).with_name("web_extract.js")).read_text()
+
+
+def render_web(
+    code: str,
+    *,
+    timeout_s: float = 20,
+    width: int | None = None,
+    height: int | None = None,
+    assets_dir: str | os.PathLike | None = None,
+) -> RenderResult:
+    """Render the HTML document ``code``; list its visible elements and their visual defects."""
+    started = time.perf_counter()
+    if not isinstance(code, str):
+        raise TypeError(f"code: expected str, got {type(code).__name__}")
+    width = int(width or WEB_WIDTH)
+    if width <= 0 or (height is not None and height <= 0):
+        raise ValueError(f"width, height: expected positive pixel sizes, got {width}, {height}")
+    tagged = tag_source_lines(code)
+    root = Path(tempfile.mkdtemp(prefix="vsdpo-web-"))
+    try:
+        _link_assets(root, assets_dir)
+        page_path = root / "index.html"
+        page_path.write_text(tagged.html, encoding="utf-8")
+        job = _PageJob(page_path, width, height, timeout_s)
+        try:
+            # The host's own deadline is a backstop; the job enforces timeout_s itself and cleans up.
+            page = browser_host().run(job.run, timeout_s + 15)
+        except (asyncio.TimeoutError, concurrent.futures.TimeoutError):
+            return _failed(f"TimeoutError: the page did not finish rendering within {timeout_s:g}s", started)
+        except Exception as error:  # the browser crashed or could not start; the next render relaunches it
+            return _failed(f"{type(error).__name__}: {error}", started)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    elements, canvas, context = _elements_from_page(page, tagged.style_rules, width, height)
+    result = RenderResult(
+        kind="web",
+        ok=True,
+        image=page["image"],
+        width=int(canvas[2]),
+        height=int(canvas[3]),
+        elements=elements,
+        defects=find_web_defects(elements, canvas, context),
+    )
+    result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+def _failed(message: str, started: float) -> RenderResult:
+    result = RenderResult.failure("web", message)
+    result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+def _link_assets(root: Path, assets_dir: str | os.PathLike | None) -> None:
+    if assets_dir is None:
+        return
+    source = Path(assets_dir)
+    if not source.is_dir():
+        raise NotADirectoryError(f"assets_dir: expected a directory, got {str(assets_dir)!r}")
+    for entry in source.iterdir():
+        if entry.name != "index.html":
+            (root / entry.name).symlink_to(entry.resolve())
+
+
+class _PageJob:
+    """Load one page in its own browser context, extract its elements, take the screenshot."""
+
+    def __init__(self, page_path: Path, width: int, height: int | None, timeout_s: float):
+        self.page_path, self.width, self.height, self.timeout_s = page_path, width, height, timeout_s
+        self.root = str(page_path.parent.resolve())
+
+    async def run(self, browser: Any) -> dict[str, Any]:
+        context = await browser.new_context(
+            viewport={"width": self.width, "height": self.height or VIEWPORT_HEIGHT},
+            device_scale_factor=1,
+            service_workers="block",
+        )
+        try:
+            return await asyncio.wait_for(self._load_and_extract(context), self.timeout_s)
+        finally:
+            try:
+                await asyncio.wait_for(context.close(), 10)
+            except Exception:
+                # A renderer stuck in a script loop can hold its context: drop the whole browser.
+                await browser_host().discard_browser()
+
+    async def _allow_only_local(self, route: Any) -> None:
+        url = route.request.url
+        if url.startswith(("data:", "blob:", "about:")) or self._inside_root(url):
+            await route.continue_()
+        else:
+            await route.abort("blockedbyclient")
+
+    def _inside_root(self, url: str) -> bool:
+        parsed = urlparse(url)
+        if parsed.scheme != "file":
+            return False
+        path = os.path.realpath(unquote(parsed.path))
+        # Linked assets resolve outside the root: allow a path whose link inside the root exists.
+        inside = os.path.normpath(unquote(parsed.path)).startswith(self.root + os.sep)
+        return inside or path.startswith(self.root + os.sep)
+
+    async def _load_and_extract(self, context: Any) -> dict[str, Any]:
+        await context.route("**/*", self._allow_only_local)
+        page = await context.new_page()
+        try:
+            await page.goto(self.page_path.as_uri(), wait_until="load", timeout=self.timeout_s * 600)
+        except Exception as error:  # a load that never ends is still a page; a stuck script times out below
+            if "Timeout" not in type(error).__name__:
+                raise
+        await page.evaluate("document.fonts.ready.then(() => true)")
+        data = await page.evaluate(
+            _EXTRACT_JS,
+            {"lineAttr": LINE_ATTR, "trackedProperties": TRACKED_PROPERTIES, "maxElements": MAX_ELEMENTS},
+        )
+        page_height = data["page"][1]
+        # Full page: the document's height (capped); the viewport is left alone so `vh` keeps its meaning.
+        shot_height = self.height or max(1, min(int(page_height), MAX_PAGE_HEIGHT))
+        data["image"] = await page.screenshot(
+            clip={"x": 0, "y": 0, "width": self.width, "height": shot_height},
+            full_page=self.height is None,
+            animations="disabled",
+            caret="hide",
+        )
+        data["canvas"] = (0.0, 0.0, float(self.width), float(shot_height))
+        return data
+
+
+# ---------------------------------------------------------------------------------------------- elements
+
+
+def _elements_from_page(
+    page: dict[str, Any], style_rules: dict[int, list[CssRule]], width: int, height: int | None
+) -> tuple[list[Element], tuple[float, float, float, float], dict[str, Any]]:
+    resolve = _CssLineResolver(page["rules"], page["sheets"], style_rules)
+    raw = page["elements"]
+    ids = [f"{item['tag']}-{i}" for i, item in enumerate(raw)]
+    elements = []
+    for i, item in enumerate(raw):
+        start_line = item["line"]
+        css_lines = {
+            prop: sorted({start_line if ref < 0 else resolve(ref, prop) for ref in refs} - {None})
+            for prop, refs in item["css"].items()
+        }
+        lines = {start_line} if start_line else set()
+        lines.update(line for props in css_lines.values() for line in props)
+        box = tuple(float(v) for v in item["box"])
+        bbox = tuple(float(v) for v in item["text_box"]) if item["text_box"] else box
+        elements.append(
+            Element(
+                id=ids[i],
+                role=item["role"],
+                bbox=bbox,
+                text=item["text"],
+                color=item["color"] if item["role"] in ("text", "control") else None,
+                # Over a background image the colour behind the text is unknown: no contrast verdict.
+                background=None if item["background_image"] else item["background"],
+                lines=sorted(line for line in lines if line),
+                parent=ids[item["parent"]] if item["parent"] is not None else None,
+                extra={
+                    "tag": item["tag"],
+                    "line": start_line,
+                    "box": box,
+                    "rects": [tuple(r) for r in item.get("text_rects") or []],
+                    "font_px": item["font_px"],
+                    "bold": item["bold"],
+                    "display": item["display"],
+                    "position": item["position"],
+                    "float": item["float"],
+                    "overflow": tuple(item["overflow"]),
+                    "scroll": tuple(item["scroll"]),
+                    "background_from": ids[item["bg_from"]] if item["bg_from"] is not None else None,
+                    "css_lines": css_lines,
+                },
+            )
+        )
+    canvas = tuple(page["canvas"])
+    return elements, canvas, {"page_width": page["page"][0], "fixed": height is not None}
+
+
+class _CssLineResolver:
+    """Map a CSSOM rule reference to the source line of the declaration that set a property."""
+
+    def __init__(self, rules: list[dict], sheets: list[dict], style_rules: dict[int, list[CssRule]]):
+        self.rules, self.sheets, self.style_rules = rules, sheets, style_rules
+
+    def __call__(self, ref: int, prop: str) -> int | None:
+        rule = self.rules[ref]
+        parsed = self.style_rules.get(self.sheets[rule["sheet"]]["line"])
+        if not parsed:
+            return None  # an external or script-made stylesheet: no source lines
+        wanted = normalise_selector(rule["selector"])
+        candidates = [parsed[rule["index"]]] if rule["index"] < len(parsed) else []
+        candidates += [r for r in parsed if normalise_selector(r.selector) == wanted]
+        for candidate in candidates:
+            if normalise_selector(candidate.selector) == wanted:
+                return declaration_line(candidate, prop)
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- defects
+
+
+def find_web_defects(
+    elements: list[Element], canvas: tuple[float, float, float, float], context: dict[str, Any]
+) -> list[Defect]:
+    """The five defect kinds on a page's elements, with lines narrowed to the responsible declarations."""
+    by_id = {element.id: element for element in elements}
+    # Text moved wholly off the left or top edge (text-indent: -9999px) is hidden on purpose.
+    placed = [e for e in elements if not (e.bbox[2] <= canvas[0] or e.bbox[3] <= canvas[1])]
+    found = [
+        *checks.find_overlaps(elements, should_not_overlap=_should_not_overlap(by_id)),
+        *checks.find_clipped_text(placed, canvas, clip_boxes=_clip_boxes(placed, by_id)),
+        *_find_overflow(placed, canvas, by_id),
+        *checks.find_misalignment(_block_boxes(elements)),
+        *checks.find_low_contrast(elements),
+    ]
+    return [_narrow_lines(defect, by_id) for defect in found]
+
+
+def _should_not_overlap(by_id: dict[str, Element]):
+    def rule(a: Element, b: Element) -> bool:
+        if a.role == "text" and b.role == "text":
+            return _text_rects_overlap(a, b)
+        if a.parent != b.parent or "text" in (a.role, b.role):
+            return False
+        # Siblings in normal flow never overlap unless a margin, offset or fixed size pushes them.
+        return _in_flow(a) and _in_flow(b)
+
+    return rule
+
+
+def _text_rects_overlap(a: Element, b: Element) -> bool:
+    for ra in a.extra["rects"] or [a.bbox]:
+        for rb in b.extra["rects"] or [b.bbox]:
+            shared = checks.intersection(ra, rb)
+            if shared and checks.area(shared) >= TEXT_OVERLAP_FRAC * min(checks.area(ra), checks.area(rb)):
+                return True
+    return False
+
+
+def _clips(element: Element) -> bool:
+    """An overflow-hidden box whose content is larger than it: it cuts something off."""
+    if not set(element.extra["overflow"]) & {"hidden", "clip"}:
+        return False
+    scroll_w, scroll_h, client_w, client_h = element.extra["scroll"]
+    return scroll_w > client_w + 1 or scroll_h > client_h + 1
+
+
+def _clip_boxes(elements: list[Element], by_id: dict[str, Element]) -> dict[str, tuple]:
+    boxes = {}
+    for element in elements:
+        if element.role != "text":
+            continue
+        chain = [element] + [by_id[a] for a in _ancestor_ids(element, by_id)]
+        clipping = [e for e in chain if _clips(e)]
+        if not clipping:
+            continue
+        box = clipping[0].extra["box"]
+        for other in clipping[1:]:
+            box = checks.intersection(box, other.extra["box"]) or (box[0], box[1], box[0], box[1])
+        boxes[element.id] = box
+        element.extra["clipped_by"] = [e.id for e in clipping]
+    return boxes
+
+
+def _find_overflow(elements: list[Element], canvas: tuple, by_id: dict[str, Element]) -> list[Defect]:
+    """Border boxes past the canvas (the outermost such element only), then spills out of containers."""
+    # The body grows with its content: the content past the edge is to blame, not the body.
+    boxes = [replace(e, bbox=e.extra["box"]) for e in elements if e.extra["tag"] != "body"]
+    past_canvas = checks.find_overflow(boxes, canvas)
+    reported = {defect.elements[0] for defect in past_canvas}
+    past_canvas = [d for d in past_canvas if not reported & set(_ancestor_ids(by_id[d.elements[0]], by_id))]
+    unbounded = (-1e9, -1e9, 1e9, 1e9)
+    spills = checks.find_overflow(elements, unbounded, containers=_containers(elements, by_id))
+    return past_canvas + [d for d in spills if d.elements[0] not in reported]
+
+
+def _containers(elements: list[Element], by_id: dict[str, Element]) -> dict[str, tuple]:
+    """Text against its own box (it spills out of it); in-flow blocks against their parent's box."""
+    containers = {}
+    for element in elements:
+        if element.role == "text":
+            if "clipped_by" not in element.extra:
+                # Glyphs may rise above a tight line box; only a horizontal spill is an overflow.
+                x0, _, x1, _ = element.extra["box"]
+                containers[element.id] = (
+                    x0,
+                    min(element.bbox[1], element.extra["box"][1]),
+                    x1,
+                    max(element.bbox[3], element.extra["box"][3]),
+                )
+            continue
+        parent = by_id.get(element.parent) if element.parent else None
+        if parent is None or parent.extra["tag"] == "body" or not _in_flow(element):
+            continue
+        if parent.extra["display"] in BLOCK_DISPLAYS and "visible" in parent.extra["overflow"]:
+            containers[element.id] = parent.extra["box"]
+    return containers
+
+
+def _block_boxes(elements: list[Element]) -> list[Element]:
+    """Block-level boxes only: inline runs of text share a baseline, not an edge."""
+    return [
+        replace(element, bbox=element.extra["box"], role="block")
+        for element in elements
+        if element.extra["display"] in BLOCK_DISPLAYS and _in_flow(element)
+    ]
+
+
+def _in_flow(element: Element) -> bool:
+    """Laid out in normal flow: not positioned out of it, not floated."""
+    return element.extra["position"] in ("static", "relative") and element.extra["float"] == "none"
+
+
+def _ancestor_ids(element: Element, by_id: dict[str, Element]) -> list[str]:
+    chain, parent = [], element.parent
+    while parent is not None and parent in by_id:
+        chain.append(parent)
+        parent = by_id[parent].parent
+    return chain
+
+
+def _narrow_lines(defect: Defect, by_id: dict[str, Element]) -> Defect:
+    """Blame the start tags of the elements concerned and the declarations of the defect's properties."""
+    props = DEFECT_PROPERTIES[defect.kind]
+    concerned = [by_id[i] for i in defect.elements if i in by_id]
+    if defect.kind == "clipped_text":
+        concerned += [by_id[c] for e in list(concerned) for c in e.extra.get("clipped_by", [])]
+    if defect.kind == "low_contrast":
+        concerned += [
+            by_id[e.extra["background_from"]] for e in list(concerned) if e.extra["background_from"]
+        ]
+    lines = set()
+    for element in concerned:
+        if element.extra["line"]:
+            lines.add(element.extra["line"])
+        for prop in props:
+            lines.update(element.extra["css_lines"].get(prop, ()))
+    return replace(defect, lines=sorted(lines) or defect.lines)
