@@ -1,0 +1,179 @@
+"""ChartMimic's low-level scores between a generated and a reference matplotlib program.
+
+ChartMimic (Yang et al., ICLR 2025, arXiv 2406.09961) scores chart-to-code outputs with four
+evaluators, each a precision/recall/F1 between what the two programs draw:
+
+- **text**: the strings the figure draws (title, labels, legend, annotations; tick labels removed),
+  matched as a multiset of exact strings;
+- **layout**: per gridded axes the grid shape and the rows and columns it spans, matched as a
+  multiset;
+- **type**: the plotting functions called (outermost calls only) with their counts; matches are
+  ``min(count_gen, count_ref)`` per function;
+- **color**: per plotting function the set of colours it drew; within each function the two sets are
+  matched one-to-one to maximise the summed similarity ``max(0, 1 - CIEDE2000 / 100)`` (colormap
+  names match only by equal name), and precision and recall divide the summed similarity over all
+  functions by the number of generated and of reference colours.
+
+When either side records nothing, that score is 0, as in ChartMimic's evaluators. A generated
+program that does not run scores 0 on all four. Both programs run in the render sandbox with the
+tracer of :mod:`vsdpo.metrics.chartmimic_trace`; nothing of them runs in the calling process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from vsdpo.metrics.color import color_similarity
+
+TRACE_ENTRY = "vsdpo.metrics.chartmimic_trace:trace"
+METRICS = ("text", "layout", "type", "color")
+
+
+@dataclass
+class ChartMimicScore:
+    """F1 of each low-level metric in [0, 1], their mean, and precision/recall per metric."""
+
+    text: float
+    layout: float
+    type: float
+    color: float
+    mean: float
+    ok: bool = True  # False when the generated program did not run
+    error: str | None = None
+    details: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in (*METRICS, "mean")}
+
+
+class ReferenceProgramError(ValueError):
+    """The reference program itself failed: the pair cannot be scored."""
+
+
+def _f1(n_correct: float, n_generated: int, n_reference: int) -> dict[str, float]:
+    precision = n_correct / n_generated if n_generated else 0.0
+    recall = n_correct / n_reference if n_reference else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def multiset_f1(generated: Iterable[Hashable], reference: Iterable[Hashable]) -> dict[str, float]:
+    """Precision/recall/F1 of a multiset match; 0 when either side is empty."""
+    generated_counts, reference_counts = Counter(generated), Counter(reference)
+    n_generated, n_reference = sum(generated_counts.values()), sum(reference_counts.values())
+    if not n_generated or not n_reference:
+        return _f1(0, 0, 0)
+    n_correct = sum((generated_counts & reference_counts).values())
+    return _f1(n_correct, n_generated, n_reference)
+
+
+def text_f1(generated: list[str], reference: list[str]) -> dict[str, float]:
+    return multiset_f1(generated, reference)
+
+
+def layout_f1(generated: list[dict[str, int]], reference: list[dict[str, int]]) -> dict[str, float]:
+    as_key = lambda cell: tuple(sorted(cell.items()))
+    return multiset_f1(map(as_key, generated), map(as_key, reference))
+
+
+def type_f1(generated: dict[str, int], reference: dict[str, int]) -> dict[str, float]:
+    return multiset_f1(Counter(generated).elements(), Counter(reference).elements())
+
+
+def _color_pair_similarity(a: str, b: str) -> float:
+    if a.startswith("#") and b.startswith("#"):
+        return color_similarity(a, b)
+    if a.startswith("#") or b.startswith("#"):
+        return 0.0
+    return 1.0 if a == b else 0.0
+
+
+def _group(colors: list[str]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for entry in colors:
+        function, _, color = entry.partition("--")
+        groups.setdefault(function, []).append(color)
+    return groups
+
+
+def color_f1(generated: list[str], reference: list[str]) -> dict[str, float]:
+    """Colour F1 over ``"function--color"`` entries (see the module docstring)."""
+    generated_groups, reference_groups = _group(generated), _group(reference)
+    matched = 0.0
+    for function in generated_groups.keys() & reference_groups.keys():
+        ours, theirs = generated_groups[function], reference_groups[function]
+        similarity = np.array([[_color_pair_similarity(a, b) for b in theirs] for a in ours])
+        # The best one-to-one matching of the shorter list into the longer one.
+        rows, cols = linear_sum_assignment(similarity, maximize=True)
+        matched += float(similarity[rows, cols].sum())
+    return _f1(matched, len(generated), len(reference))
+
+
+def score_traces(generated: dict[str, Any], reference: dict[str, Any]) -> ChartMimicScore:
+    """The four scores from two traces (the dicts :func:`vsdpo.metrics.chartmimic_trace.trace` returns)."""
+    details = {
+        "text": text_f1(generated["texts"], reference["texts"]),
+        "layout": layout_f1(generated["layout"], reference["layout"]),
+        "type": type_f1(generated["types"], reference["types"]),
+        "color": color_f1(generated["colors"], reference["colors"]),
+    }
+    f1 = {name: details[name]["f1"] for name in METRICS}
+    return ChartMimicScore(**f1, mean=sum(f1.values()) / len(f1), details=details)
+
+
+def failed_score(error: str | None) -> ChartMimicScore:
+    return ChartMimicScore(0.0, 0.0, 0.0, 0.0, 0.0, ok=False, error=error)
+
+
+def trace_program(code: str, *, timeout_s: float = 20) -> tuple[dict[str, Any] | None, str | None]:
+    """Run one program through the sandbox with the tracer: ``(trace, None)`` or ``(None, error)``."""
+    from vsdpo.render.sandbox import run_in_sandbox
+
+    result = run_in_sandbox(TRACE_ENTRY, {"code": code}, timeout_s=timeout_s)
+    if not result.ok:
+        return None, result.error or "the program failed"
+    return result.value, None
+
+
+# Reference programs recur across rollouts: their traces are kept (successful runs only).
+_REFERENCE_CACHE: dict[str, dict[str, Any]] = {}
+_REFERENCE_CACHE_SIZE = 1024
+_cache_lock = threading.Lock()
+
+
+def trace_reference(code: str, *, timeout_s: float = 20) -> dict[str, Any]:
+    with _cache_lock:
+        cached = _REFERENCE_CACHE.get(code)
+    if cached is not None:
+        return cached
+    reference_trace, error = trace_program(code, timeout_s=timeout_s)
+    if reference_trace is None:
+        raise ReferenceProgramError(f"reference: the reference program failed to run: {error}")
+    with _cache_lock:
+        if len(_REFERENCE_CACHE) >= _REFERENCE_CACHE_SIZE:
+            _REFERENCE_CACHE.pop(next(iter(_REFERENCE_CACHE)))
+        _REFERENCE_CACHE[code] = reference_trace
+    return reference_trace
+
+
+def score(generated: str, reference: str, *, timeout_s: float = 20) -> ChartMimicScore:
+    """ChartMimic's text, layout, type and colour F1 of ``generated`` against ``reference``.
+
+    Raises :class:`ReferenceProgramError` when the reference program itself does not run.
+    """
+    if not isinstance(generated, str):
+        raise TypeError(f"generated: expected the program as a str, got {type(generated).__name__}")
+    if not isinstance(reference, str):
+        raise TypeError(f"reference: expected the program as a str, got {type(reference).__name__}")
+    reference_trace = trace_reference(reference, timeout_s=timeout_s)
+    generated_trace, error = trace_program(generated, timeout_s=timeout_s)
+    if generated_trace is None:
+        return failed_score(error)
+    return score_traces(generated_trace, reference_trace)

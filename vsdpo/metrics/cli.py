@@ -1,0 +1,172 @@
+"""`vsdpo eval`: benchmark scores of a directory of predictions against a directory of references.
+
+    vsdpo eval --kind chart PRED_DIR REF_DIR [--json out.json] [--workers N]
+
+Files pair by name (``bar_1.py`` with ``bar_1.py``); a reference without a prediction scores 0, as
+an unrunnable prediction does. chart: ChartMimic (text, layout, type, color); web: Design2Code
+(block, text, position, color, clip with ``--clip PATH``); slides: AeSlides on the predictions
+(aspect, whitespace, balance, collision; REF_DIR only selects the names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+SUFFIXES = {"chart": (".py",), "web": (".html", ".htm"), "slides": (".html", ".htm")}
+COLUMNS = {
+    "chart": ("text", "layout", "type", "color", "mean"),
+    "web": ("block", "text", "position", "color", "clip", "mean"),
+    "slides": ("aspect", "whitespace", "balance", "collision", "mean"),
+}
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "eval", help="score predictions against references with ChartMimic / Design2Code / AeSlides metrics"
+    )
+    parser.add_argument("--kind", required=True, choices=sorted(SUFFIXES), help="artifact kind")
+    parser.add_argument("pred_dir", type=Path, help="directory of predicted programs/pages")
+    parser.add_argument("ref_dir", type=Path, help="directory of reference programs/pages")
+    parser.add_argument("--json", type=Path, default=None, help="write per-file scores and means here")
+    parser.add_argument("--workers", type=int, default=4, help="pairs scored at once (default 4)")
+    parser.add_argument("--timeout", type=float, default=20.0, help="seconds per program (default 20)")
+    parser.add_argument("--clip", default=None, help="local CLIP checkpoint for Design2Code's CLIP score")
+    parser.add_argument("--limit", type=int, default=None, help="score only the first N pairs (by name)")
+    parser.set_defaults(func=run)
+
+
+def pair_files(pred_dir: Path, ref_dir: Path, kind: str) -> list[tuple[str, Path | None, Path]]:
+    """(name, prediction or None, reference) for every reference file of the kind, sorted by name."""
+    for argument, directory in (("pred_dir", pred_dir), ("ref_dir", ref_dir)):
+        if not directory.is_dir():
+            raise NotADirectoryError(f"{argument}: expected a directory, got {str(directory)!r}")
+    suffixes = SUFFIXES[kind]
+    references = sorted(p for p in ref_dir.iterdir() if p.suffix.lower() in suffixes)
+    return [
+        (ref.name, (pred_dir / ref.name) if (pred_dir / ref.name).is_file() else None, ref)
+        for ref in references
+    ]
+
+
+def score_pair(
+    kind: str, prediction: Path | None, reference: Path, *, timeout_s: float, clip: str | None
+) -> dict[str, Any]:
+    columns = COLUMNS[kind]
+    if prediction is None:
+        row = {name: 0.0 for name in columns}
+        if kind == "web" and clip is None:
+            row["clip"] = None
+        return {**row, "ok": False, "error": "no prediction"}
+    predicted = prediction.read_text(encoding="utf-8", errors="replace")
+    if kind == "chart":
+        from vsdpo.metrics import chartmimic
+
+        result = chartmimic.score(predicted, reference.read_text(encoding="utf-8"), timeout_s=timeout_s)
+    elif kind == "web":
+        from vsdpo.metrics import design2code
+
+        result = design2code.score(
+            predicted,
+            reference.read_text(encoding="utf-8"),
+            clip_model_path=clip,
+            timeout_s=timeout_s,
+            assets_dir=str(prediction.parent),
+        )
+    else:
+        from vsdpo.metrics import aeslides
+
+        result = aeslides.score(predicted, timeout_s=timeout_s, assets_dir=str(prediction.parent))
+    return {**result.as_dict(), "ok": result.ok, "error": result.error}
+
+
+def evaluate(
+    kind: str,
+    pred_dir: Path,
+    ref_dir: Path,
+    *,
+    workers: int = 4,
+    timeout_s: float = 20.0,
+    clip: str | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Scores per file name and their means (failures count as 0)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    pairs = pair_files(pred_dir, ref_dir, kind)[:limit]
+    rows: dict[str, dict[str, Any]] = {}
+    with (
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            disable=not progress,
+        ) as bar,  # fmt: skip
+        ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
+    ):
+        task = bar.add_task(f"eval {kind}", total=len(pairs))
+        futures = {
+            pool.submit(score_pair, kind, pred, ref, timeout_s=timeout_s, clip=clip): name
+            for name, pred, ref in pairs
+        }
+        for future in as_completed(futures):
+            name = futures[future]
+            try:
+                rows[name] = future.result()
+            except Exception as error:  # a broken reference is reported, and scores 0
+                rows[name] = {
+                    **{c: 0.0 for c in COLUMNS[kind]},
+                    "ok": False,
+                    "error": f"{type(error).__name__}: {error}",
+                }
+            bar.advance(task)
+    rows = dict(sorted(rows.items()))
+    means = {}
+    for column in COLUMNS[kind]:
+        values = [row[column] for row in rows.values() if row.get(column) is not None]
+        means[column] = sum(values) / len(values) if values else None
+    return {
+        "kind": kind,
+        "n": len(rows),
+        "n_failed": sum(not r["ok"] for r in rows.values()),
+        "means": means,
+        "files": rows,
+    }
+
+
+def print_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    columns = COLUMNS[report["kind"]]
+    table = Table(
+        title=f"vsdpo eval --kind {report['kind']} ({report['n']} files, {report['n_failed']} failed)"
+    )
+    table.add_column("file")
+    for column in columns:
+        table.add_column(column, justify="right")
+    show = lambda value: "-" if value is None else f"{value:.4f}"
+    for name, row in report["files"].items():
+        table.add_row(name + ("" if row["ok"] else " (failed)"), *(show(row.get(c)) for c in columns))
+    table.add_section()
+    table.add_row("mean", *(show(report["means"][c]) for c in columns), style="bold")
+    Console().print(table)
+
+
+def run(args: argparse.Namespace) -> int:
+    # Chart programs run in the process-wide sandbox pool: give it one worker per thread.
+    os.environ.setdefault("VSDPO_SANDBOX_WORKERS", str(max(1, args.workers)))
+    report = evaluate(
+        args.kind, args.pred_dir, args.ref_dir, workers=args.workers, timeout_s=args.timeout, clip=args.clip,
+        limit=args.limit,
+    )  # fmt: skip
+    print_table(report)
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
