@@ -22,11 +22,10 @@ inline float row_max(const float* z, int64_t V, float scale) {
   return m;
 }
 
-// log((1-beta) e^ls + beta e^lt), stable, from the two shifted log-terms.
-inline float log_mixture(float ls_shifted, float lt_shifted) {
-  const float hi = std::max(ls_shifted, lt_shifted);
-  const float lo = std::min(ls_shifted, lt_shifted);
-  return hi + std::log1p(std::exp(lo - hi));
+// lm = log((1-beta) ps + beta pt). Where both probabilities underflow, the clamp keeps lm finite;
+// the terms it enters are then multiplied by a zero probability.
+inline float log_mixture(float ps, float pt, float beta) {
+  return std::log(std::max((1.f - beta) * ps + beta * pt, FLT_MIN));
 }
 
 struct RowStats {
@@ -74,12 +73,11 @@ RowStats row_stats(const float* zs, const float* zt, int64_t V, int64_t y, float
     r.divergence = cross / sum_s - r.lse_s + r.lse_t;
     r.G = r.divergence;
   } else {
-    const float log_1mb = std::log1p(-beta), log_b = std::log(beta);
     float d = 0.f, g = 0.f;
     for (int64_t v = 0; v < V; ++v) {
       const float ls = zs[v] * inv_tau - r.lse_s, lt = zt[v] * inv_tau - r.lse_t;
-      const float lm = log_mixture(ls + log_1mb, lt + log_b);
       const float ps = std::exp(ls), pt = std::exp(lt);
+      const float lm = log_mixture(ps, pt, beta);
       const float student_part = ps * (ls - lm);
       d += beta * pt * (lt - lm) + (1.f - beta) * student_part;
       g += student_part;
@@ -149,15 +147,16 @@ void block_grad_(torch::Tensor zs, c10::optional<torch::Tensor> zt_opt, torch::T
   const float* lse_s_p = lse_s.data_ptr<float>();
   const float* a_p = a.data_ptr<float>();
   const float* b_p = b.data_ptr<float>();
-  const float it = (float)inv_tau, bt = (float)beta;
+  const float it_outer = (float)inv_tau, bt_outer = (float)beta;
   at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    const float it = it_outer, bt = bt_outer;  // locals: the stores below cannot alias them
     for (int64_t i = begin; i < end; ++i) {
-      float* row = zs_p + i * V;
+      float* __restrict__ row = zs_p + i * V;
       const float ai = a_p[i], bi = b_p[i], ls0 = lse_s_p[i];
       if (zt_p == nullptr || bi == 0.f) {
         for (int64_t v = 0; v < V; ++v) row[v] = -ai * std::exp(row[v] * it - ls0) * it;
       } else {
-        const float* trow = zt_p + i * V;
+        const float* __restrict__ trow = zt_p + i * V;
         const float lt0 = lse_t_p[i], Gi = G_p[i];
         if (bt == 0.f) {
           for (int64_t v = 0; v < V; ++v) {
@@ -171,11 +170,10 @@ void block_grad_(torch::Tensor zs, c10::optional<torch::Tensor> zt_opt, torch::T
             row[v] = (-ai * ps + bi * ps * (ls - lt - Gi)) * it;
           }
         } else {
-          const float log_1mb = std::log1p(-bt), log_b = std::log(bt);
           for (int64_t v = 0; v < V; ++v) {
             const float ls = row[v] * it - ls0, lt = trow[v] * it - lt0;
-            const float lm = log_mixture(ls + log_1mb, lt + log_b);
             const float ps = std::exp(ls);
+            const float lm = log_mixture(ps, std::exp(lt), bt);
             row[v] = (-ai * ps + bi * ps * ((1.f - bt) * (ls - lm) - Gi)) * it;
           }
         }
