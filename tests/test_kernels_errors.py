@@ -83,3 +83,21 @@ def test_config_validation_names_the_field():
         SDPOLossConfig(loss_type="sum")
     with pytest.raises(ValueError, match=r"temperature: expected > 0"):
         linear_logprobs(torch.randn(1, 2, 3), torch.randn(5, 3), torch.zeros(1, 2, dtype=torch.long), temperature=0)
+
+
+def test_auto_falls_back_to_torch_with_one_warning_when_the_cpu_kernel_cannot_build(monkeypatch):
+    import warnings
+
+    from vsdpo_kernels import cpu, resolve_impl
+
+    monkeypatch.setattr(cpu, "_extension", None)
+    monkeypatch.setattr(cpu, "_failure", "the C++ CPU kernel could not be built: no compiler")
+    monkeypatch.setattr(cpu, "_warned", False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert resolve_impl("auto", torch.device("cpu")) == "torch"
+        assert resolve_impl("auto", torch.device("cpu")) == "torch"
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1 and "no compiler" in messages[0] and "falls back to 'torch'" in messages[0]
+    out = call(impl="auto")
+    assert torch.isfinite(out.loss)

@@ -21,6 +21,7 @@ CHUNK_TOKENS = 256
 _SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "sdpo_cpu.cpp"
 _extension = None
 _failure: str | None = None
+_warned = False
 
 
 def load():
@@ -52,11 +53,14 @@ def load():
 
 
 def available(warn: bool = False) -> bool:
+    """Whether the extension loads; with ``warn``, says once per process why not."""
+    global _warned
     try:
         load()
         return True
     except RuntimeError as error:
-        if warn:
+        if warn and not _warned:
+            _warned = True
             warnings.warn(f"{error}; impl='auto' falls back to 'torch' (slower)", RuntimeWarning, stacklevel=3)
         return False
 

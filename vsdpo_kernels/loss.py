@@ -10,7 +10,6 @@ backward only scales them (``grad_in_forward``); the alternative recomputes them
 from __future__ import annotations
 
 import importlib
-import warnings
 from types import ModuleType
 
 import torch
@@ -245,9 +244,3 @@ def linear_logprobs(
         hidden.reshape(B * T, D).contiguous(), weight, inputs.targets.reshape(-1), _backend(impl), float(temperature)
     )
     return logp.reshape(B, T), entropy.reshape(B, T)
-
-
-def _warn_once(message: str, _seen=set()):  # noqa: B006 - the set is the memory of what was said
-    if message not in _seen:
-        _seen.add(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
