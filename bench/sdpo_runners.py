@@ -25,7 +25,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 def make_inputs(B, T, D, V, dtype, device, seed=0):
     g = torch.Generator(device="cpu").manual_seed(seed)
-    hs = (torch.randn(B, T, D, generator=g) ).to(device=device, dtype=dtype)
+    hs = (torch.randn(B, T, D, generator=g)).to(device=device, dtype=dtype)
     weight = (torch.randn(V, D, generator=g) / D**0.5).to(device=device, dtype=dtype)
     ht = (hs.float() + 0.5 * torch.randn(B, T, D, generator=g).to(device)).to(dtype)
     targets = torch.randint(0, V, (B, T), generator=g).to(device)
@@ -55,10 +55,16 @@ def make_runner(name: str, inputs: dict, config: SDPOLossConfig = SDPOLossConfig
     if name == "liger":
         from liger_kernel.chunked_loss import LigerFusedLinearGRPOLoss, LigerFusedLinearJSDLoss
 
-        jsd = LigerFusedLinearJSDLoss(weight_hard_loss=0.0, weight_soft_loss=1.0, beta=config.beta, compiled=False)
+        jsd = LigerFusedLinearJSDLoss(
+            weight_hard_loss=0.0, weight_soft_loss=1.0, beta=config.beta, compiled=False
+        )
         grpo = LigerFusedLinearGRPOLoss(
-            beta=config.kl_beta, compiled=False, use_ref_model=False, epsilon_low=config.epsilon_low,
-            epsilon_high=config.epsilon_high, loss_type=config.loss_type,
+            beta=config.kl_beta,
+            compiled=False,
+            use_ref_model=False,
+            epsilon_low=config.epsilon_low,
+            epsilon_high=config.epsilon_high,
+            loss_type=config.loss_type,
         )
 
         def liger():
@@ -66,7 +72,14 @@ def make_runner(name: str, inputs: dict, config: SDPOLossConfig = SDPOLossConfig
             w = w0.detach().requires_grad_()
             B, T, D = hs.shape
             distill = jsd(hs.reshape(B * T, D), w, ht.reshape(B * T, D), w, inputs["targets"].reshape(-1))
-            pg = grpo(hs, w, inputs["targets"], inputs["mask"].long(), inputs["advantages"], old_per_token_logps=inputs["old"])
+            pg = grpo(
+                hs,
+                w,
+                inputs["targets"],
+                inputs["mask"].long(),
+                inputs["advantages"],
+                old_per_token_logps=inputs["old"],
+            )
             pg = pg[0] if isinstance(pg, tuple) else pg
             (config.sd_weight * distill + config.pg_weight * pg).backward()
 
@@ -76,8 +89,15 @@ def make_runner(name: str, inputs: dict, config: SDPOLossConfig = SDPOLossConfig
         hs = hs0.detach().requires_grad_()
         w = w0.detach().requires_grad_()
         out = fused_linear_sdpo_loss(
-            hs, w, inputs["targets"], teacher_hidden=ht, advantages=inputs["advantages"],
-            old_logprobs=inputs["old"], mask=inputs["mask"], config=config, impl=name,
+            hs,
+            w,
+            inputs["targets"],
+            teacher_hidden=ht,
+            advantages=inputs["advantages"],
+            old_logprobs=inputs["old"],
+            mask=inputs["mask"],
+            config=config,
+            impl=name,
         )
         out.loss.backward()
 
@@ -106,4 +126,8 @@ def peak_extra_memory(name, B, T, D, V, dtype, device) -> int:
 
 if __name__ == "__main__":
     name, B, T, D, V, dtype, device = sys.argv[1:8]
-    print(json.dumps({"peak_extra_bytes": peak_extra_memory(name, int(B), int(T), int(D), int(V), dtype, device)}))
+    print(
+        json.dumps(
+            {"peak_extra_bytes": peak_extra_memory(name, int(B), int(T), int(D), int(V), dtype, device)}
+        )
+    )

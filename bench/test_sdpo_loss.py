@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from sdpo_runners import make_inputs, make_runner
 
 HERE = Path(__file__).parent
@@ -29,7 +28,14 @@ _RESULTS: dict[tuple, dict] = {}
 
 
 def _memory(name, shape, dtype, device) -> int | None:
-    cmd = [sys.executable, str(HERE / "sdpo_runners.py"), name, *(str(shape[k]) for k in "BTDV"), dtype, device]
+    cmd = [
+        sys.executable,
+        str(HERE / "sdpo_runners.py"),
+        name,
+        *(str(shape[k]) for k in "BTDV"),
+        dtype,
+        device,
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE)])}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
     if proc.returncode != 0:
@@ -63,7 +69,11 @@ def _measure(benchmark, name, shape, dtype, device, rounds):
         pytest.skip(f"{name} cannot run: {type(error).__name__}: {error}")
     benchmark.pedantic(run, rounds=1, iterations=1)  # registers the contender with pytest-benchmark
     times = _time(run, device, rounds)
-    result = {"median_s": statistics.median(times), "times_s": times, "peak_extra_bytes": _memory(name, shape, dtype, device)}
+    result = {
+        "median_s": statistics.median(times),
+        "times_s": times,
+        "peak_extra_bytes": _memory(name, shape, dtype, device),
+    }
     _RESULTS[(device, tuple(shape.values()), dtype, name)] = result
     return result
 
@@ -101,8 +111,12 @@ def test_cpu_summary(bench_record):
         pytest.skip("the CPU contenders did not run")
     N = CPU_SHAPE["B"] * CPU_SHAPE["T"]
     bench_record(
-        "sdpo_loss/cpu/summary", device="cpu", dtype="float32", shape=CPU_SHAPE,
-        floor_flops=8 * N * CPU_SHAPE["V"] * CPU_SHAPE["D"], contenders=summary,
+        "sdpo_loss/cpu/summary",
+        device="cpu",
+        dtype="float32",
+        shape=CPU_SHAPE,
+        floor_flops=8 * N * CPU_SHAPE["V"] * CPU_SHAPE["D"],
+        contenders=summary,
     )
     for name, entry in summary.items():
         print(f"{name:>10}: {entry}")
@@ -118,7 +132,9 @@ GPU_CONTENDERS = ["floor", "reference", "torch", "triton", "liger"]
 def test_gpu_loss(benchmark, bench_record, name, T):
     shape = {**GPU_SHAPE, "T": T}
     result = _measure(benchmark, name, shape, "bfloat16", "cuda", rounds=10)
-    bench_record(f"sdpo_loss/gpu/{name}", device=torch.cuda.get_device_name(), dtype="bfloat16", shape=shape, **result)
+    bench_record(
+        f"sdpo_loss/gpu/{name}", device=torch.cuda.get_device_name(), dtype="bfloat16", shape=shape, **result
+    )
 
 
 @pytest.mark.gpu
@@ -127,6 +143,9 @@ def test_gpu_summary(bench_record):
     for T in [GPU_SHAPE["T"], *GPU_SWEEP_T]:
         shape = {**GPU_SHAPE, "T": T}
         bench_record(
-            "sdpo_loss/gpu/summary", device=torch.cuda.get_device_name(), dtype="bfloat16", shape=shape,
+            "sdpo_loss/gpu/summary",
+            device=torch.cuda.get_device_name(),
+            dtype="bfloat16",
+            shape=shape,
             contenders=_summary("cuda", shape, "bfloat16", GPU_CONTENDERS),
         )

@@ -9,8 +9,20 @@ from vsdpo_kernels.reference import reference_sdpo_loss
 
 
 def make_case(
-    B=3, T=7, D=24, V=53, *, seed=0, dtype=torch.float32, teacher=True, advantages="seq", old=True, ref=True,
-    credit=True, mask=True, device="cpu",
+    B=3,
+    T=7,
+    D=24,
+    V=53,
+    *,
+    seed=0,
+    dtype=torch.float32,
+    teacher=True,
+    advantages="seq",
+    old=True,
+    ref=True,
+    credit=True,
+    mask=True,
+    device="cpu",
 ):
     """Inputs near a realistic regime: behaviour log-probs close to the current ones, so that some
     ratios are clipped and most are not; a fully masked row when ``mask``."""
@@ -56,7 +68,17 @@ def oracle(case: dict, config: SDPOLossConfig):
     targets = case["targets"] if mask is None else torch.where(mask, case["targets"], 0)
     loss, pg, sd, logp, div, ent, clip = reference_sdpo_loss(hs, weight, targets, config=config, **kwargs)
     loss.backward()
-    return dict(loss=loss.detach(), pg=pg, sd=sd, logp=logp, div=div, ent=ent, clip=clip, grad_hs=hs.grad, grad_w=weight.grad)
+    return dict(
+        loss=loss.detach(),
+        pg=pg,
+        sd=sd,
+        logp=logp,
+        div=div,
+        ent=ent,
+        clip=clip,
+        grad_hs=hs.grad,
+        grad_w=weight.grad,
+    )
 
 
 def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:

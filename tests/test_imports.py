@@ -17,7 +17,11 @@ def test_kernels_import_pulls_in_no_trainer_dependency():
 def test_cli_version_and_help():
     from vsdpo import __version__
 
-    out = subprocess.run([sys.executable, "-m", "vsdpo", "--version"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "vsdpo", "--version"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == f"vsdpo {__version__}"
-    out = subprocess.run([sys.executable, "-m", "vsdpo", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "vsdpo", "--help"], capture_output=True, text=True, check=True
+    )
     assert "usage: vsdpo" in out.stdout

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
 from kernel_cases import make_case
+
 from vsdpo_kernels import SDPOLossConfig, fused_linear_sdpo_loss
 
 
@@ -21,7 +21,8 @@ def trl_generalized_jsd(student_logits, teacher_logits, beta, temperature):
     else:
         beta_t = torch.tensor(beta, dtype=student_log_probs.dtype)
         mixture = torch.logsumexp(
-            torch.stack([student_log_probs + torch.log(1 - beta_t), teacher_log_probs + torch.log(beta_t)]), dim=0
+            torch.stack([student_log_probs + torch.log(1 - beta_t), teacher_log_probs + torch.log(beta_t)]),
+            dim=0,
         )
         kl_teacher = F.kl_div(mixture, teacher_log_probs, reduction="none", log_target=True)
         kl_student = F.kl_div(mixture, student_log_probs, reduction="none", log_target=True)
@@ -36,7 +37,9 @@ def trl_grpo_loss(per_token_logps, old_per_token_logps, ref_per_token_logps, adv
     per_token_loss2 = coef_2 * advantages.unsqueeze(1)
     per_token_loss = -torch.min(per_token_loss1, per_token_loss2)
     if cfg.kl_beta != 0.0:
-        per_token_kl = torch.exp(ref_per_token_logps - per_token_logps) - (ref_per_token_logps - per_token_logps) - 1
+        per_token_kl = (
+            torch.exp(ref_per_token_logps - per_token_logps) - (ref_per_token_logps - per_token_logps) - 1
+        )
         per_token_loss = per_token_loss + cfg.kl_beta * per_token_kl
     m = mask.to(per_token_loss.dtype)
     if cfg.loss_type == "grpo":
@@ -55,7 +58,9 @@ def test_divergence_is_trl_generalized_jsd(beta, impl):
     config = SDPOLossConfig(beta=beta, temperature=0.9)
     out = fused_linear_sdpo_loss(**case, config=config, impl=impl)
     w = case["weight"].double()
-    expected = trl_generalized_jsd(case["student_hidden"].double() @ w.T, case["teacher_hidden"].double() @ w.T, beta, 0.9)
+    expected = trl_generalized_jsd(
+        case["student_hidden"].double() @ w.T, case["teacher_hidden"].double() @ w.T, beta, 0.9
+    )
     assert torch.allclose(out.divergence.double(), expected, rtol=1e-4, atol=1e-6)
     assert float(out.sd_loss) == pytest.approx(float(expected.mean()), rel=1e-4)
 
@@ -68,7 +73,13 @@ def test_policy_term_is_trl_grpo_loss(loss_type, impl):
     out = fused_linear_sdpo_loss(**case, config=config, impl=impl)
     w = case["weight"].double()
     targets = case["targets"].clamp(min=0)
-    logps = torch.log_softmax(case["student_hidden"].double() @ w.T, -1).gather(-1, targets[..., None]).squeeze(-1)
+    logps = (
+        torch.log_softmax(case["student_hidden"].double() @ w.T, -1)
+        .gather(-1, targets[..., None])
+        .squeeze(-1)
+    )
     T = targets.shape[1]
-    expected = trl_grpo_loss(logps, case["old_logprobs"], case["ref_logprobs"], case["advantages"], case["mask"], config, T)
+    expected = trl_grpo_loss(
+        logps, case["old_logprobs"], case["ref_logprobs"], case["advantages"], case["mask"], config, T
+    )
     assert float(out.pg_loss) == pytest.approx(float(expected), rel=1e-4, abs=1e-7)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from kernel_cases import make_case
+
 from vsdpo_kernels import SDPOLossConfig, fused_linear_sdpo_loss, linear_logprobs
 
 
@@ -24,15 +24,27 @@ def call(**overrides):
         (dict(weight=torch.randn(53, 23)), r"weight: expected \[V, D\] with D=24"),
         (dict(teacher_hidden=torch.randn(3, 6, 24)), r"teacher_hidden: expected shape \(3, 7, 24\)"),
         (dict(targets=torch.zeros(3, 6, dtype=torch.long)), r"targets: expected shape \(3, 7\)"),
-        (dict(targets=torch.full((3, 7), 53)), r"targets: expected token ids in \[0, 53\).*got 53 at \[0, 0\]"),
+        (
+            dict(targets=torch.full((3, 7), 53)),
+            r"targets: expected token ids in \[0, 53\).*got 53 at \[0, 0\]",
+        ),
         (dict(targets=torch.zeros(3, 7)), r"targets: expected an integer dtype"),
         (dict(advantages=torch.randn(4)), r"advantages: expected \[B\]=3"),
         (dict(credit=-torch.ones(3, 7)), r"credit: expected weights >= 0"),
         (dict(mask=torch.ones(3, 7)), r"mask: expected dtype torch.bool, got torch.float32"),
-        (dict(weight=torch.randn(53, 24, dtype=torch.float64)), r"weight: expected dtype torch.float32 .*got torch.float64"),
-        (dict(teacher_hidden=torch.randn(3, 7, 24).bfloat16()), r"teacher_hidden: expected dtype torch.float32"),
+        (
+            dict(weight=torch.randn(53, 24, dtype=torch.float64)),
+            r"weight: expected dtype torch.float32 .*got torch.float64",
+        ),
+        (
+            dict(teacher_hidden=torch.randn(3, 7, 24).bfloat16()),
+            r"teacher_hidden: expected dtype torch.float32",
+        ),
         (dict(impl="fastest"), r"impl: expected one of"),
-        (dict(config=SDPOLossConfig(kl_beta=0.1), ref_logprobs=None), r"ref_logprobs: required when config.kl_beta > 0"),
+        (
+            dict(config=SDPOLossConfig(kl_beta=0.1), ref_logprobs=None),
+            r"ref_logprobs: required when config.kl_beta > 0",
+        ),
         (dict(old_logprobs=torch.full((3, 7), float("nan"))), r"old_logprobs: expected finite values"),
     ],
 )
@@ -82,7 +94,9 @@ def test_config_validation_names_the_field():
     with pytest.raises(ValueError, match=r"SDPOLossConfig.loss_type: expected one of"):
         SDPOLossConfig(loss_type="sum")
     with pytest.raises(ValueError, match=r"temperature: expected > 0"):
-        linear_logprobs(torch.randn(1, 2, 3), torch.randn(5, 3), torch.zeros(1, 2, dtype=torch.long), temperature=0)
+        linear_logprobs(
+            torch.randn(1, 2, 3), torch.randn(5, 3), torch.zeros(1, 2, dtype=torch.long), temperature=0
+        )
 
 
 def test_auto_falls_back_to_torch_with_one_warning_when_the_cpu_kernel_cannot_build(monkeypatch):

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 import torch
-
 from kernel_cases import make_case, oracle, rel_err
+
 from vsdpo_kernels import FusedLinearSDPOLoss, SDPOLossConfig, fused_linear_sdpo_loss, linear_logprobs
 
 # Relative (L2) error bounds against float64. float32: accumulation order only. bf16: the inputs are
@@ -30,7 +30,10 @@ def run(case, config, impl, grad_in_forward=True):
 def assert_matches(out, grad_hs, grad_w, expected, bound):
     loss = float(out.loss.detach())
     assert abs(loss - float(expected["loss"])) <= bound * max(1.0, abs(float(expected["loss"])))
-    assert rel_err(out.pg_loss.reshape(1), expected["pg"].reshape(1)) < bound or abs(float(expected["pg"])) < 1e-9
+    assert (
+        rel_err(out.pg_loss.reshape(1), expected["pg"].reshape(1)) < bound
+        or abs(float(expected["pg"])) < 1e-9
+    )
     assert rel_err(out.logprobs, expected["logp"]) < bound
     assert rel_err(out.entropy, expected["ent"]) < bound
     if float(expected["div"].norm()) > 1e-4:
@@ -48,12 +51,16 @@ def assert_matches(out, grad_hs, grad_w, expected, bound):
 @pytest.mark.parametrize("loss_type", ["grpo", "bnpo", "dr_grpo", "dapo"])
 def test_matches_oracle_all_terms(impl, beta, loss_type):
     case = make_case(seed=hash((beta, loss_type)) % 1000)
-    config = SDPOLossConfig(beta=beta, loss_type=loss_type, kl_beta=0.05, temperature=0.8, sd_weight=0.7, pg_weight=1.3)
+    config = SDPOLossConfig(
+        beta=beta, loss_type=loss_type, kl_beta=0.05, temperature=0.8, sd_weight=0.7, pg_weight=1.3
+    )
     expected = oracle(case, config)
     assert_matches(*run(case, config, impl), expected, BOUNDS[torch.float32])
 
 
-FEATURES = dict(teacher=[True, False], advantages=[None, "seq", "token"], old=[True, False], credit=[True, False])
+FEATURES = dict(
+    teacher=[True, False], advantages=[None, "seq", "token"], old=[True, False], credit=[True, False]
+)
 
 
 @pytest.mark.parametrize("impl", FAST_IMPLS)
@@ -120,7 +127,9 @@ def test_credit_scales_the_term_not_the_normaliser():
     case = make_case(seed=4, advantages=None, credit=False)
     config = SDPOLossConfig(loss_type="bnpo")
     base = fused_linear_sdpo_loss(**case, config=config, impl="cpu")
-    doubled = fused_linear_sdpo_loss(**case, credit=torch.full(case["targets"].shape, 2.0), config=config, impl="cpu")
+    doubled = fused_linear_sdpo_loss(
+        **case, credit=torch.full(case["targets"].shape, 2.0), config=config, impl="cpu"
+    )
     assert float(doubled.sd_loss) == pytest.approx(2 * float(base.sd_loss), rel=1e-6)
 
 
@@ -147,3 +156,16 @@ def test_module_wrapper_and_auto_on_cpu():
     direct = fused_linear_sdpo_loss(**case, config=SDPOLossConfig(beta=1.0), impl="cpu")
     assert torch.allclose(out.loss, direct.loss)
     assert "beta=1.0" in repr(module)
+
+
+@pytest.mark.parametrize("impl", FAST_IMPLS)
+def test_upstream_gradient_scales_the_result(impl):
+    case = make_case(seed=12)
+    config = SDPOLossConfig()
+    out, grad_hs, grad_w = run(case, config, impl)
+    hs = case["student_hidden"].detach().clone().requires_grad_()
+    weight = case["weight"].detach().clone().requires_grad_()
+    kwargs = {k: v for k, v in case.items() if k not in ("student_hidden", "weight", "targets")}
+    scaled = fused_linear_sdpo_loss(hs, weight, case["targets"], config=config, impl=impl, **kwargs)
+    (2.5 * scaled.loss).backward()
+    assert rel_err(hs.grad, 2.5 * grad_hs) < 1e-6 and rel_err(weight.grad, 2.5 * grad_w) < 1e-6

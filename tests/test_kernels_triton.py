@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from kernel_cases import make_case, oracle, rel_err
 from test_kernels_loss import assert_matches, run
-from vsdpo_kernels import SDPOLossConfig, linear_logprobs
-from vsdpo_kernels import torch_chunked, triton_impl
+
+from vsdpo_kernels import SDPOLossConfig, linear_logprobs, torch_chunked, triton_impl
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 SMALL = dict(B=2, T=9, D=40, V=83)  # D and V are not multiples of any block size
@@ -30,7 +29,9 @@ def test_stats_and_mixture_kernels_match_float64(beta):
     case = make_case(seed=21, mask=False, device=DEVICE, **SMALL)
     hs, ht, y = flat(case)
     got = triton_impl.stats(hs, ht, case["weight"], y, temperature=0.9, beta=beta)
-    want = torch_chunked.stats(hs.double(), ht.double(), case["weight"].double(), y, temperature=0.9, beta=beta)
+    want = torch_chunked.stats(
+        hs.double(), ht.double(), case["weight"].double(), y, temperature=0.9, beta=beta
+    )
     for name in ("logp", "entropy", "lse_s", "lse_t", "divergence"):
         assert rel_err(getattr(got, name).cpu(), getattr(want, name)) < 1e-5, name
 
@@ -42,14 +43,18 @@ def test_backward_kernel_matches_float64(beta):
     g = torch.Generator().manual_seed(0)
     a = torch.randn(hs.shape[0], generator=g, dtype=torch.float64)
     b = torch.rand(hs.shape[0], generator=g, dtype=torch.float64)
-    want_st = torch_chunked.stats(hs.double(), ht.double(), case["weight"].double(), y, temperature=1.1, beta=beta)
+    want_st = torch_chunked.stats(
+        hs.double(), ht.double(), case["weight"].double(), y, temperature=1.1, beta=beta
+    )
     if want_st.G is None:
         want_st.G = torch.full_like(want_st.divergence, -1.0) if beta == 0 else want_st.divergence
     want = torch_chunked.grads(
         hs.double(), ht.double(), case["weight"].double(), y, want_st, a, b, temperature=1.1, beta=beta
     )
     st = triton_impl.stats(hs, ht, case["weight"], y, temperature=1.1, beta=beta)
-    got = triton_impl.grads(hs, ht, case["weight"], y, st, a.float().to(DEVICE), b.float().to(DEVICE), temperature=1.1, beta=beta)
+    got = triton_impl.grads(
+        hs, ht, case["weight"], y, st, a.float().to(DEVICE), b.float().to(DEVICE), temperature=1.1, beta=beta
+    )
     assert rel_err(got[0].cpu(), want[0]) < 1e-5
     assert rel_err(got[1].cpu(), want[1]) < 1e-5
 
@@ -68,7 +73,9 @@ def test_bf16_inputs():
     config = SDPOLossConfig(beta=0.5)
     out, grad_hs, grad_w = run(case, config, "triton")
     assert grad_hs.dtype == torch.bfloat16
-    assert_matches(out, grad_hs.cpu(), grad_w.cpu(), oracle({k: v.cpu() for k, v in case.items()}, config), 1e-2)
+    assert_matches(
+        out, grad_hs.cpu(), grad_w.cpu(), oracle({k: v.cpu() for k, v in case.items()}, config), 1e-2
+    )
 
 
 def test_linear_logprobs_triton():
@@ -77,7 +84,9 @@ def test_linear_logprobs_triton():
     logp, entropy = linear_logprobs(hs, case["weight"], case["targets"], temperature=1.3, impl="triton")
     logp.sum().backward()
     hs64 = case["student_hidden"].detach().cpu().double().requires_grad_()
-    logp64, entropy64 = linear_logprobs(hs64, case["weight"].cpu().double(), case["targets"].cpu(), 1.3, "reference")
+    logp64, entropy64 = linear_logprobs(
+        hs64, case["weight"].cpu().double(), case["targets"].cpu(), 1.3, "reference"
+    )
     logp64.sum().backward()
     assert rel_err(logp.cpu(), logp64) < 1e-5 and rel_err(entropy.cpu(), entropy64) < 1e-5
     assert rel_err(hs.grad.cpu(), hs64.grad) < 1e-5

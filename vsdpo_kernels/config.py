@@ -35,7 +35,9 @@ class SDPOLossConfig:
         if not self.temperature > 0:
             raise ValueError(f"SDPOLossConfig.temperature: expected > 0, got {self.temperature!r}")
         if self.loss_type not in LOSS_TYPES:
-            raise ValueError(f"SDPOLossConfig.loss_type: expected one of {LOSS_TYPES}, got {self.loss_type!r}")
+            raise ValueError(
+                f"SDPOLossConfig.loss_type: expected one of {LOSS_TYPES}, got {self.loss_type!r}"
+            )
         for name in ("epsilon_low", "epsilon_high", "kl_beta", "sd_weight", "pg_weight"):
             value = getattr(self, name)
             if not value >= 0:

@@ -33,7 +33,9 @@ def load():
         raise RuntimeError(_failure)
     try:
         if not _SOURCE.exists():
-            raise FileNotFoundError(f"C++ source not found at {_SOURCE} (install from a checkout, pip install -e .)")
+            raise FileNotFoundError(
+                f"C++ source not found at {_SOURCE} (install from a checkout, pip install -e .)"
+            )
         from torch.utils.cpp_extension import load as load_extension
 
         flags = ["-O3", "-ffast-math", "-fopenmp"]
@@ -61,7 +63,9 @@ def available(warn: bool = False) -> bool:
     except RuntimeError as error:
         if warn and not _warned:
             _warned = True
-            warnings.warn(f"{error}; impl='auto' falls back to 'torch' (slower)", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"{error}; impl='auto' falls back to 'torch' (slower)", RuntimeWarning, stacklevel=3
+            )
         return False
 
 
@@ -98,8 +102,15 @@ def stats(hs, ht, weight, targets, *, temperature: float, beta: float) -> Stats:
         rows = t1 - t0
         parts.append(
             _block_stats(
-                ext, hs32[t0:t1], None if ht32 is None else ht32[t0:t1], w32, targets[t0:t1],
-                temperature, beta, zs_buf[:rows], None if zt_buf is None else zt_buf[:rows],
+                ext,
+                hs32[t0:t1],
+                None if ht32 is None else ht32[t0:t1],
+                w32,
+                targets[t0:t1],
+                temperature,
+                beta,
+                zs_buf[:rows],
+                None if zt_buf is None else zt_buf[:rows],
             )
         )
     return _collect(parts, ht is not None)
@@ -114,7 +125,9 @@ def _collect(parts, has_teacher) -> Stats:
 
 
 def _grad_chunk(ext, zs, zt, y, lse_s, lse_t, G, a, b, hs_c, w32, grad_hs_c, grad_w, temperature, beta):
-    ext.block_grad_(zs, zt, y, lse_s, lse_t, G, a.contiguous(), b.contiguous(), 1.0 / temperature, float(beta))
+    ext.block_grad_(
+        zs, zt, y, lse_s, lse_t, G, a.contiguous(), b.contiguous(), 1.0 / temperature, float(beta)
+    )
     torch.mm(zs, w32, out=grad_hs_c)
     grad_w.addmm_(zs.T, hs_c)
 
@@ -136,8 +149,21 @@ def grads(hs, ht, weight, targets, st: Stats, a, b, *, temperature: float, beta:
             torch.mm(ht32[t0:t1], w32.T, out=zt)
         G = None if ht is None else st.G[t0:t1]
         _grad_chunk(
-            ext, zs, zt, targets[t0:t1], st.lse_s[t0:t1], None if ht is None else st.lse_t[t0:t1], G,
-            a[t0:t1], b[t0:t1], hs32[t0:t1], w32, grad_hs[t0:t1], grad_w, temperature, beta,
+            ext,
+            zs,
+            zt,
+            targets[t0:t1],
+            st.lse_s[t0:t1],
+            None if ht is None else st.lse_t[t0:t1],
+            G,
+            a[t0:t1],
+            b[t0:t1],
+            hs32[t0:t1],
+            w32,
+            grad_hs[t0:t1],
+            grad_w,
+            temperature,
+            beta,
         )
     return grad_hs, grad_w
 
@@ -161,9 +187,21 @@ def fused(hs, ht, weight, targets, coefficients, *, temperature: float, beta: fl
         coeff = coefficients(part[0], divergence, t0, t1)
         coeffs.append(coeff)
         _grad_chunk(
-            ext, zs, zt, targets[t0:t1], part[2], part[3] if ht is not None else None,
-            part[5] if ht is not None else None, coeff.a, coeff.b, hs32[t0:t1], w32, grad_hs[t0:t1], grad_w,
-            temperature, beta,
+            ext,
+            zs,
+            zt,
+            targets[t0:t1],
+            part[2],
+            part[3] if ht is not None else None,
+            part[5] if ht is not None else None,
+            coeff.a,
+            coeff.b,
+            hs32[t0:t1],
+            w32,
+            grad_hs[t0:t1],
+            grad_w,
+            temperature,
+            beta,
         )
     st = _collect(parts, ht is not None)
     total = coeffs[0]

@@ -135,7 +135,9 @@ def check_inputs(
             raise TypeError(f"advantages: expected a torch.Tensor, got {type(advantages).__name__}")
         if advantages.dim() == 1:
             if advantages.shape[0] != B:
-                raise ValueError(f"advantages: expected [B]={B} or [B, T]={shape}, got {_describe(advantages)}")
+                raise ValueError(
+                    f"advantages: expected [B]={B} or [B, T]={shape}, got {_describe(advantages)}"
+                )
             if advantages.device != device:
                 raise ValueError(f"advantages: expected device {device}, got {advantages.device}")
             advantages = advantages[:, None].expand(B, T)

@@ -101,11 +101,21 @@ class _FusedSDPOLoss(torch.autograd.Function):
         else:
             hs, weight, ht, targets, a, b = ctx.saved_tensors
             grad_hs, grad_w = ctx.backend.grads(
-                hs, ht, weight, targets, ctx.stats, a, b, temperature=ctx.config.temperature, beta=ctx.config.beta
+                hs,
+                ht,
+                weight,
+                targets,
+                ctx.stats,
+                a,
+                b,
+                temperature=ctx.config.temperature,
+                beta=ctx.config.beta,
             )
         hs_dtype, w_dtype = ctx.dtypes
-        grad_hs = (grad_hs * grad_loss).to(hs_dtype) if ctx.needs_input_grad[0] else None
-        grad_w = (grad_w * grad_loss).to(w_dtype) if ctx.needs_input_grad[1] else None
+        # The loss is usually the graph's last node (grad_loss == 1): skip a [V, D] copy then.
+        scale = lambda g: g if torch.equal(grad_loss, torch.ones_like(grad_loss)) else g * grad_loss
+        grad_hs = scale(grad_hs).to(hs_dtype) if ctx.needs_input_grad[0] else None
+        grad_w = scale(grad_w).to(w_dtype) if ctx.needs_input_grad[1] else None
         return grad_hs, grad_w, None, None, None, None, None, None
 
 
@@ -187,8 +197,14 @@ def fused_linear_sdpo_loss(
         z = student_hidden.new_zeros((B, T), dtype=torch.float32)
         return SDPOLossOutput(zero, zero.detach(), zero.detach(), z, z.clone(), z.clone(), zero.detach())
     loss, pg, sd, clipped, logp, entropy, divergence = _FusedSDPOLoss.apply(
-        hs.contiguous(), weight, None if ht is None else ht.contiguous(), y.contiguous(),
-        _backend(impl), coefficients, config, grad_in_forward,
+        hs.contiguous(),
+        weight,
+        None if ht is None else ht.contiguous(),
+        y.contiguous(),
+        _backend(impl),
+        coefficients,
+        config,
+        grad_in_forward,
     )
     return SDPOLossOutput(
         loss=loss,
@@ -215,14 +231,25 @@ class _LinearLogprobs(torch.autograd.Function):
         hs, weight, targets, lse_s = ctx.saved_tensors
         st = Stats(logp=None, entropy=None, lse_s=lse_s)
         grad_hs, grad_w = ctx.backend.grads(
-            hs, None, weight, targets, st, grad_logp.float(), torch.zeros_like(lse_s),
-            temperature=ctx.temperature, beta=0.0,
+            hs,
+            None,
+            weight,
+            targets,
+            st,
+            grad_logp.float(),
+            torch.zeros_like(lse_s),
+            temperature=ctx.temperature,
+            beta=0.0,
         )
         return grad_hs.to(hs.dtype), grad_w.to(weight.dtype), None, None, None
 
 
 def linear_logprobs(
-    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0, impl: str = "auto"
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float = 1.0,
+    impl: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(log p(targets), entropy)``, each ``[B, T]`` float32, at ``temperature``, without logits.
 
@@ -241,6 +268,10 @@ def linear_logprobs(
         logp = logp_all.gather(-1, inputs.targets[..., None]).squeeze(-1)
         return logp, -(logp_all.exp() * logp_all).sum(-1).detach()
     logp, entropy = _LinearLogprobs.apply(
-        hidden.reshape(B * T, D).contiguous(), weight, inputs.targets.reshape(-1), _backend(impl), float(temperature)
+        hidden.reshape(B * T, D).contiguous(),
+        weight,
+        inputs.targets.reshape(-1),
+        _backend(impl),
+        float(temperature),
     )
     return logp.reshape(B, T), entropy.reshape(B, T)

@@ -17,7 +17,9 @@ class FusedLinearSDPOLoss(nn.Module):
         self.config = config or SDPOLossConfig()
         self.impl = impl
 
-    def forward(self, student_hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, **kwargs) -> SDPOLossOutput:
+    def forward(
+        self, student_hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, **kwargs
+    ) -> SDPOLossOutput:
         kwargs.setdefault("config", self.config)
         kwargs.setdefault("impl", self.impl)
         return fused_linear_sdpo_loss(student_hidden, weight, targets, **kwargs)

@@ -20,13 +20,17 @@ def generalized_jsd(student_logp: torch.Tensor, teacher_logp: torch.Tensor, beta
     if beta == 1:
         return kl(student_logp, teacher_logp)
     mixture = torch.logsumexp(
-        torch.stack([student_logp + torch.log1p(torch.tensor(-beta)), teacher_logp + torch.log(torch.tensor(beta))]),
+        torch.stack(
+            [student_logp + torch.log1p(torch.tensor(-beta)), teacher_logp + torch.log(torch.tensor(beta))]
+        ),
         dim=0,
     )
     return beta * kl(teacher_logp, mixture) + (1 - beta) * kl(student_logp, mixture)
 
 
-def _aggregate(x: torch.Tensor, mask: torch.Tensor, config: SDPOLossConfig, num_items_in_batch) -> torch.Tensor:
+def _aggregate(
+    x: torch.Tensor, mask: torch.Tensor, config: SDPOLossConfig, num_items_in_batch
+) -> torch.Tensor:
     m = mask.to(x.dtype)
     B, T = m.shape
     if config.loss_type == "grpo":

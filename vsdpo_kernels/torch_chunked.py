@@ -50,7 +50,11 @@ def stats(hs, ht, weight, targets, *, temperature: float, beta: float) -> Stats:
         m_s = hs.new_full((rows,), -float("inf"), dtype=dtype)
         l_s, e_s, z_y = (torch.zeros_like(m_s) for _ in range(3))
         if ht_c is not None:
-            m_t, l_t, cross = torch.full_like(m_s, -float("inf")), torch.zeros_like(m_s), torch.zeros_like(m_s)
+            m_t, l_t, cross = (
+                torch.full_like(m_s, -float("inf")),
+                torch.zeros_like(m_s),
+                torch.zeros_like(m_s),
+            )
         for v0, v1 in _blocks(V, VOCAB_BLOCK):
             zs = _logits(hs_c, weight[v0:v1], temperature)
             new_m_s = torch.maximum(m_s, zs.max(dim=1).values)
@@ -153,7 +157,9 @@ def grads(hs, ht, weight, targets, st: Stats, a, b, *, temperature: float, beta:
             zs = (hs_c @ w_block.T) / temperature
             zt = None if ht_c is None else _logits(ht_c, w_block, temperature)
             y_local = torch.where((y >= v0) & (y < v1), y - v0, torch.full_like(y, -1))
-            dz = logits_grad_block(zs, zt, y_local, st_slice, a[t0:t1], b[t0:t1], beta=beta, temperature=temperature)
+            dz = logits_grad_block(
+                zs, zt, y_local, st_slice, a[t0:t1], b[t0:t1], beta=beta, temperature=temperature
+            )
             grad_hs[t0:t1] += dz @ w_block
             grad_w[v0:v1] += dz.T @ hs_c
     return grad_hs, grad_w

@@ -14,10 +14,32 @@ from vsdpo_kernels.triton_common import log_mixture, logits_tile, mma
 
 @triton.jit
 def sdpo_backward_kernel(
-    HS, HT, W, Y, LSE_S, LSE_T, G, A, B, GRAD_HS, GRAD_W,
-    n, V, D, stride_h, stride_w, inv_tau, beta, log_1mb, log_b,
-    HAS_TEACHER: tl.constexpr, BETA_MODE: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    HS,
+    HT,
+    W,
+    Y,
+    LSE_S,
+    LSE_T,
+    G,
+    A,
+    B,
+    GRAD_HS,
+    GRAD_W,
+    n,
+    V,
+    D,
+    stride_h,
+    stride_w,
+    inv_tau,
+    beta,
+    log_1mb,
+    log_b,
+    HAS_TEACHER: tl.constexpr,
+    BETA_MODE: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     cols = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
@@ -26,8 +48,22 @@ def sdpo_backward_kernel(
     tile_ok = row_ok[:, None] & col_ok[None, :]
 
     zs, zt = logits_tile(
-        HS, HT, W, rows, cols, n, V, D, stride_h, stride_w, inv_tau,
-        HAS_TEACHER, BLOCK_N, BLOCK_V, BLOCK_D, DOT_PRECISION,
+        HS,
+        HT,
+        W,
+        rows,
+        cols,
+        n,
+        V,
+        D,
+        stride_h,
+        stride_w,
+        inv_tau,
+        HAS_TEACHER,
+        BLOCK_N,
+        BLOCK_V,
+        BLOCK_D,
+        DOT_PRECISION,
     )
     y = tl.load(Y + rows, mask=row_ok, other=-1)
     a = tl.load(A + rows, mask=row_ok, other=0.0)
@@ -50,9 +86,17 @@ def sdpo_backward_kernel(
     for d0 in range(0, D, BLOCK_D):
         dims = d0 + tl.arange(0, BLOCK_D)
         dim_ok = dims < D
-        w = tl.load(W + cols[:, None] * stride_w + dims[None, :], mask=col_ok[:, None] & dim_ok[None, :], other=0.0)
-        hs = tl.load(HS + rows[:, None] * stride_h + dims[None, :], mask=row_ok[:, None] & dim_ok[None, :], other=0.0)
+        w = tl.load(
+            W + cols[:, None] * stride_w + dims[None, :], mask=col_ok[:, None] & dim_ok[None, :], other=0.0
+        )
+        hs = tl.load(
+            HS + rows[:, None] * stride_h + dims[None, :], mask=row_ok[:, None] & dim_ok[None, :], other=0.0
+        )
         grad_hs = mma(dz, w, tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32), DOT_PRECISION)
-        tl.atomic_add(GRAD_HS + rows[:, None] * D + dims[None, :], grad_hs, mask=row_ok[:, None] & dim_ok[None, :])
+        tl.atomic_add(
+            GRAD_HS + rows[:, None] * D + dims[None, :], grad_hs, mask=row_ok[:, None] & dim_ok[None, :]
+        )
         grad_w = mma(tl.trans(dz), hs, tl.zeros((BLOCK_V, BLOCK_D), dtype=tl.float32), DOT_PRECISION)
-        tl.atomic_add(GRAD_W + cols[:, None] * D + dims[None, :], grad_w, mask=col_ok[:, None] & dim_ok[None, :])
+        tl.atomic_add(
+            GRAD_W + cols[:, None] * D + dims[None, :], grad_w, mask=col_ok[:, None] & dim_ok[None, :]
+        )

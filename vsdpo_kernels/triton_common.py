@@ -21,8 +21,21 @@ def mma(a, b, acc, DOT_PRECISION: tl.constexpr):
 
 @triton.jit
 def logits_tile(
-    HS, HT, W, rows, cols, n, V, D, stride_h, stride_w, inv_tau,
-    HAS_TEACHER: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr,
+    HS,
+    HT,
+    W,
+    rows,
+    cols,
+    n,
+    V,
+    D,
+    stride_h,
+    stride_w,
+    inv_tau,
+    HAS_TEACHER: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    BLOCK_D: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
     """Student and teacher logits of one tile, divided by the temperature; each W tile is read once
@@ -34,12 +47,18 @@ def logits_tile(
     for d0 in range(0, D, BLOCK_D):
         dims = d0 + tl.arange(0, BLOCK_D)
         dim_ok = dims < D
-        w = tl.load(W + cols[:, None] * stride_w + dims[None, :], mask=col_ok[:, None] & dim_ok[None, :], other=0.0)
-        hs = tl.load(HS + rows[:, None] * stride_h + dims[None, :], mask=row_ok[:, None] & dim_ok[None, :], other=0.0)
+        w = tl.load(
+            W + cols[:, None] * stride_w + dims[None, :], mask=col_ok[:, None] & dim_ok[None, :], other=0.0
+        )
+        hs = tl.load(
+            HS + rows[:, None] * stride_h + dims[None, :], mask=row_ok[:, None] & dim_ok[None, :], other=0.0
+        )
         zs = mma(hs, tl.trans(w), zs, DOT_PRECISION)
         if HAS_TEACHER:
             ht = tl.load(
-                HT + rows[:, None] * stride_h + dims[None, :], mask=row_ok[:, None] & dim_ok[None, :], other=0.0
+                HT + rows[:, None] * stride_h + dims[None, :],
+                mask=row_ok[:, None] & dim_ok[None, :],
+                other=0.0,
             )
             zt = mma(ht, tl.trans(w), zt, DOT_PRECISION)
     return zs * inv_tau, zt * inv_tau

@@ -13,9 +13,26 @@ from vsdpo_kernels.triton_common import log_mixture, logits_tile
 
 @triton.jit
 def sdpo_mixture_kernel(
-    HS, HT, W, LSE_S, LSE_T, DIVERGENCE, G,
-    n, V, D, stride_h, stride_w, inv_tau, beta, log_1mb, log_b,
-    BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    HS,
+    HT,
+    W,
+    LSE_S,
+    LSE_T,
+    DIVERGENCE,
+    G,
+    n,
+    V,
+    D,
+    stride_h,
+    stride_w,
+    inv_tau,
+    beta,
+    log_1mb,
+    log_b,
+    BLOCK_N: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n
@@ -27,8 +44,22 @@ def sdpo_mixture_kernel(
         cols = v0 + tl.arange(0, BLOCK_V)
         col_ok = (cols < V)[None, :]
         zs, zt = logits_tile(
-            HS, HT, W, rows, cols, n, V, D, stride_h, stride_w, inv_tau,
-            True, BLOCK_N, BLOCK_V, BLOCK_D, DOT_PRECISION,
+            HS,
+            HT,
+            W,
+            rows,
+            cols,
+            n,
+            V,
+            D,
+            stride_h,
+            stride_w,
+            inv_tau,
+            True,
+            BLOCK_N,
+            BLOCK_V,
+            BLOCK_D,
+            DOT_PRECISION,
         )
         ls = zs - lse_s[:, None]
         lt = zt - lse_t[:, None]

@@ -18,10 +18,27 @@ from vsdpo_kernels.triton_common import logits_tile
 
 @triton.jit
 def sdpo_stats_kernel(
-    HS, HT, W, Y, LOGP, ENTROPY, LSE_S, LSE_T, DIVERGENCE,
-    n, V, D, stride_h, stride_w, inv_tau,
-    HAS_TEACHER: tl.constexpr, BETA_MODE: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    HS,
+    HT,
+    W,
+    Y,
+    LOGP,
+    ENTROPY,
+    LSE_S,
+    LSE_T,
+    DIVERGENCE,
+    n,
+    V,
+    D,
+    stride_h,
+    stride_w,
+    inv_tau,
+    HAS_TEACHER: tl.constexpr,
+    BETA_MODE: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n
@@ -39,8 +56,22 @@ def sdpo_stats_kernel(
         cols = v0 + tl.arange(0, BLOCK_V)
         col_ok = (cols < V)[None, :]
         zs, zt = logits_tile(
-            HS, HT, W, rows, cols, n, V, D, stride_h, stride_w, inv_tau,
-            HAS_TEACHER, BLOCK_N, BLOCK_V, BLOCK_D, DOT_PRECISION,
+            HS,
+            HT,
+            W,
+            rows,
+            cols,
+            n,
+            V,
+            D,
+            stride_h,
+            stride_w,
+            inv_tau,
+            HAS_TEACHER,
+            BLOCK_N,
+            BLOCK_V,
+            BLOCK_D,
+            DOT_PRECISION,
         )
         m_s_new = tl.maximum(m_s, tl.max(tl.where(col_ok, zs, float("-inf")), axis=1))
         scale_s = tl.exp(m_s - m_s_new)
