@@ -215,6 +215,17 @@ def test_teacher_is_none_without_any_feedback():
     assert ht is None and hs.shape[0] == 2
 
 
+def test_gradient_checkpointing_is_refused_rather_than_losing_the_prompt():
+    model = tiny_qwen3()
+    model.gradient_checkpointing_enable()
+    model.train()
+    group = make_group(with_images=False)
+    with pytest.raises(ValueError, match="gradient checkpointing"):
+        student_teacher_hidden(model, group, reuse_prefix=True)
+    hs, _ = student_teacher_hidden(model, group, reuse_prefix=False)
+    assert hs.requires_grad
+
+
 def test_group_rejects_mismatched_inputs():
     prompt = torch.arange(4)
     with pytest.raises(ValueError, match="feedback_ids: expected a list of 2"):
@@ -244,7 +255,11 @@ def small_tokenizer(chat_template: str | None):
     tokenizer = Tokenizer(models.BPE(unk_token="<|endoftext|>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     trainer = trainers.BpeTrainer(vocab_size=200, special_tokens=specials, show_progress=False)
-    corpus = ["draw a bar chart of sales", "import matplotlib.pyplot as plt", "Your program ran. Defects found:"]
+    corpus = [
+        "draw a bar chart of sales",
+        "import matplotlib.pyplot as plt",
+        "Your program ran. Defects found:",
+    ]
     tokenizer.train_from_iterator(corpus * 4, trainer=trainer)
     fast = transformers.PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, pad_token="<|endoftext|>", additional_special_tokens=specials[1:]
@@ -279,7 +294,10 @@ def test_from_text_with_a_chat_template_and_images():
     assert group.feedback_ids[1] is None and group.feedback_pixel_values[1] is None
     merge = 4  # 2x2 patches per placeholder token
     assert int((group.prompt_ids == image_id).sum()) == int(group.prompt_image_grid_thw.prod()) // merge
-    assert int((group.feedback_ids[0] == image_id).sum()) == int(group.feedback_image_grid_thw[0].prod()) // merge
+    assert (
+        int((group.feedback_ids[0] == image_id).sum())
+        == int(group.feedback_image_grid_thw[0].prod()) // merge
+    )
 
     config = tiny_qwen3_vl().config
     config.text_config.vocab_size = len(tokenizer)
