@@ -146,8 +146,13 @@ def fused_linear_sdpo_loss(
     """Credit-weighted self-distillation plus GRPO, from hidden states and the lm_head weight.
 
     ``student_hidden[b, t]`` predicts ``targets[b, t]``. ``teacher_hidden=None`` turns the
-    distillation term off, ``advantages=None`` the policy term. See ``SDPOLossConfig`` for the maths
-    and DESIGN.md for the exact definition. Only ``impl="reference"`` materialises the logits.
+    distillation term off, ``advantages=None`` the policy term. ``num_items_in_batch`` is the dapo
+    normaliser: the valid-token count of the whole accumulated batch (over all ranks, divided by the
+    number of ranks when the data-parallel wrapper averages gradients). ``impl``: "auto" picks
+    "triton" on CUDA and "cpu" on CPU tensors; only "reference" materialises the logits.
+    ``grad_in_forward=False`` recomputes the gradients in the backward instead of holding them from
+    the forward (no float32 [V, D] buffer between the two passes; more compute). See
+    ``SDPOLossConfig`` for the maths.
     """
     if not isinstance(config, SDPOLossConfig):
         raise TypeError(f"config: expected an SDPOLossConfig, got {type(config).__name__}")
