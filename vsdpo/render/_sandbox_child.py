@@ -29,6 +29,8 @@ PR_SET_KEEPCAPS = 8
 CAP_DAC_READ_SEARCH = 2
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
+PATH_EVENTS = ("os.remove", "os.rename", "os.mkdir", "os.rmdir", "os.symlink", "os.link", "os.chmod")
+SOCKET_EVENTS = ("socket.__new__", "socket.connect", "socket.bind")
 SAFE_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "LANG": "C.UTF-8",
@@ -109,7 +111,13 @@ def _install_guard(workdir: str, block_sockets: bool) -> None:
         real = os.path.realpath(os.fspath(path))
         return real == allowed[0][:-1] or real.startswith(allowed[0]) or real == allowed[1]
 
+    watched = frozenset(("open", *PATH_EVENTS, *(SOCKET_EVENTS if block_sockets else ())))
+
     def guard(event: str, args: tuple) -> None:
+        # Called for every audited event (tens of thousands per chart, mostly attribute reads): the
+        # events it does not watch must leave at the first test.
+        if event not in watched:
+            return
         if event == "open":
             path, mode, flags = args
             writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or bool(flags & write_flags)
@@ -117,13 +125,13 @@ def _install_guard(workdir: str, block_sockets: bool) -> None:
                 raise PermissionError(
                     f"sandbox: writing outside the working directory is not allowed: {path}"
                 )
-        elif event in ("os.remove", "os.rename", "os.mkdir", "os.rmdir", "os.symlink", "os.link", "os.chmod"):
+        elif event in PATH_EVENTS:
             for path in args[:2]:
                 if isinstance(path, str | bytes | os.PathLike) and not inside(path):
                     raise PermissionError(
                         f"sandbox: {event} outside the working directory is not allowed: {path}"
                     )
-        elif block_sockets and event in ("socket.__new__", "socket.connect", "socket.bind"):
+        else:  # a socket event, watched only when no network namespace could be made
             raise PermissionError("sandbox: network access is not allowed")
 
     sys.addaudithook(guard)

@@ -261,7 +261,7 @@ def main(preload: list[str]) -> None:
     for name in preload:
         try:
             module = importlib.import_module(name)
-        except ImportError:
+        except Exception:  # noqa: BLE001 - an optional library that is missing or broken is skipped
             continue
         # A module may warm caches (fonts, wrapped classes) once here rather than in every job.
         if callable(getattr(module, "warm_up", None)):

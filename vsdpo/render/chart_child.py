@@ -4,10 +4,14 @@
 walks and tracebacks can tell its lines apart), captures ``savefig`` instead of writing files,
 renders the chosen figure to PNG with the program's own savefig options, and returns plain data: the
 image, its size, and every element with its box in image pixels and its source lines.
+
+The figure is drawn once for both: the elements are measured on the canvas savefig has just drawn,
+before it is encoded, so the boxes are those of the picture (saving dpi, tight crop included).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import traceback
 from typing import Any
@@ -24,6 +28,8 @@ from vsdpo.render import chart_trace  # noqa: E402
 from vsdpo.render.chart_elements import extract_elements  # noqa: E402
 
 MAX_PIXELS = 16_000_000
+# zlib level of the PNG: level 1 encodes several times faster than the default 6 for a slightly larger file.
+PNG_COMPRESS_LEVEL = 1
 SAVE_OPTIONS = ("dpi", "bbox_inches", "pad_inches", "facecolor", "edgecolor", "transparent")
 
 
@@ -33,6 +39,7 @@ class _Capture:
     def __init__(self) -> None:
         self.saved: list[tuple[Figure, dict[str, Any]]] = []
         self.original_savefig = Figure.savefig
+        self.original_pyplot_savefig = plt.savefig
 
     def install(self) -> None:
         capture = self
@@ -40,11 +47,17 @@ class _Capture:
         def savefig(figure, fname=None, *args, **kwargs):
             capture.saved.append((figure, {k: v for k, v in kwargs.items() if k in SAVE_OPTIONS}))
 
+        def pyplot_savefig(*args, **kwargs):
+            # pyplot's own savefig redraws the figure afterwards for interactive windows: a wasted draw here.
+            return plt.gcf().savefig(*args, **kwargs)
+
         plt.show = lambda *args, **kwargs: None
         Figure.savefig = savefig
+        plt.savefig = pyplot_savefig
 
     def uninstall(self) -> None:
         Figure.savefig = self.original_savefig
+        plt.savefig = self.original_pyplot_savefig
 
     def chosen(self) -> tuple[Figure | None, dict[str, Any]]:
         if self.saved:
@@ -79,15 +92,28 @@ def _save_dpi(figure: Figure, options: dict[str, Any]) -> float:
     return float(max(10.0, min(dpi, largest)))
 
 
+# Run once by each worker before it forks, so that every job inherits what it loads: the common fonts
+# (regular, bold, italic, serif, mathtext), the tight-bbox and colorbar code paths and the PNG encoder.
+WARM_UP_PROGRAM = """import matplotlib.pyplot as plt
+fig, (ax, other) = plt.subplots(1, 2)
+ax.plot([0, 1], label="a")
+ax.bar([0, 1], [1, 2])
+ax.legend(title="legend")
+ax.set_title("warm $x^2$", fontweight="bold")
+ax.set_xlabel("x", fontstyle="italic")
+ax.text(0, 0, "b", family="serif")
+image = other.imshow([[0, 1], [1, 0]])
+fig.colorbar(image, ax=other)
+fig.suptitle("title")
+plt.tight_layout()
+plt.savefig("warm.png", bbox_inches="tight")
+"""
+
+
 def warm_up() -> None:
-    """Called once by each sandbox worker: wrap matplotlib and load the default fonts before forking."""
+    """Called once by each sandbox worker: wrap matplotlib and load the common fonts before forking."""
     chart_trace.install()
-    render_chart_job(
-        {
-            "code": "import matplotlib.pyplot as plt\nplt.plot([0, 1], label='a')\nplt.legend()\n"
-            "plt.title('warm $x^2$')\nplt.text(0, 0, 'b', fontweight='bold')\n"
-        }
-    )
+    render_chart_job({"code": WARM_UP_PROGRAM})
     plt.close("all")
 
 
@@ -118,36 +144,46 @@ def render_chart_job(payload: dict[str, Any]) -> dict[str, Any]:
         figure.set_size_inches(payload["width"] / figure.dpi, payload["height"] / figure.dpi)
     if not isinstance(figure.canvas, FigureCanvasAgg):
         FigureCanvasAgg(figure)  # a closed figure lost its canvas; give it one to draw on
-    dpi = _save_dpi(figure, options)
+    options = {**options, "dpi": _save_dpi(figure, options)}
     image = io.BytesIO()
-    options = {**options, "dpi": dpi}
     try:
-        tight = options.get("bbox_inches") == "tight"
-        if tight or set(options) - {"dpi"}:
-            figure.savefig(image, format="png", **options)
-        else:
-            # The common case draws once: the picture is the canvas the elements are measured on.
-            figure.set_dpi(dpi)
-        elements, size = extract_elements(figure, dpi, tight=tight, pad_inches=options.get("pad_inches"))
-        if not image.getvalue():
-            _canvas_png(figure, image)
+        with _measured_on_draw(figure) as measured:
+            figure.savefig(image, format="png", pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL}, **options)
+        if "elements" not in measured:
+            raise RuntimeError("savefig did not draw the figure on an Agg canvas")
     except MemoryError:
         raise
     except Exception as error:  # noqa: BLE001 - a figure that cannot be drawn is the program's failure
         message, lines = user_error(error)
         return {"ok": False, "error": f"drawing the figure failed: {message}", "error_lines": lines}
+    elements, size = measured["elements"], measured["size"]
     png = image.getvalue()
     width, height = _png_size(png)
     return {"ok": True, "image": png, "width": width, "height": height, "elements": elements, "size": size}
 
 
-def _canvas_png(figure: Figure, out: io.BytesIO) -> None:
-    from PIL import Image
+@contextlib.contextmanager
+def _measured_on_draw(figure: Figure):
+    """Measure ``figure``'s elements right after savefig's own draw of the picture.
 
-    width, height = figure.canvas.get_width_height(physical=True)
-    Image.frombuffer("RGBA", (width, height), figure.canvas.buffer_rgba(), "raw", "RGBA", 0, 1).save(
-        out, format="PNG", compress_level=1
-    )
+    savefig draws through ``FigureCanvasAgg.draw`` and then encodes the canvas. Measured in between,
+    the figure is at the saving dpi and, with bbox_inches="tight", already shifted to the cropped
+    box, so display coordinates are image pixels; no second draw is needed. savefig's layout pass
+    (for "tight" or a layout engine) never completes a draw and is not measured.
+    """
+    measured: dict[str, Any] = {}
+    original_draw = FigureCanvasAgg.draw
+
+    def draw(canvas) -> None:
+        original_draw(canvas)
+        if canvas.figure is figure:
+            measured["elements"], measured["size"] = extract_elements(figure, canvas.get_renderer())
+
+    FigureCanvasAgg.draw = draw
+    try:
+        yield measured
+    finally:
+        FigureCanvasAgg.draw = original_draw
 
 
 def _png_size(png: bytes) -> tuple[int, int]:

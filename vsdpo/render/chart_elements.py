@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import matplotlib
+import matplotlib.collections
+import matplotlib.lines
 import numpy as np
 from matplotlib.colors import to_hex, to_rgba
 
@@ -39,30 +41,24 @@ TICK_CONFIG = {
 
 
 class _Frame:
-    """Maps display coordinates of the figure (pixels at figure dpi, y up) to saved-image pixels."""
+    """Maps display coordinates (pixels, y up) of the figure as just drawn to image pixels (y down).
 
-    def __init__(self, figure, renderer, dpi: float, tight: bool, pad_inches: float | None):
-        self.figure_dpi = figure.dpi
-        self.dpi = dpi
-        width, height = figure.get_size_inches()
-        left, top = 0.0, height
-        if tight:
-            pad = matplotlib.rcParams["savefig.pad_inches"] if pad_inches in (None, "layout") else pad_inches
-            box = figure.get_tightbbox(renderer).padded(float(pad))
-            left, top = box.x0, box.y1
-        self.left, self.top = left, top
+    Measured right after savefig's draw, the figure is at the saving dpi and, for a tight box, already
+    cropped to it: only the vertical axis flips.
+    """
+
+    def __init__(self, figure):
+        self.height = float(figure.bbox.height)
 
     def box(self, extent) -> tuple[float, float, float, float]:
-        f, s = self.figure_dpi, self.dpi
-        x0, x1 = (extent.x0 / f - self.left) * s, (extent.x1 / f - self.left) * s
-        y0, y1 = (self.top - extent.y1 / f) * s, (self.top - extent.y0 / f) * s
-        return (round(float(x0), 2), round(float(y0), 2), round(float(x1), 2), round(float(y1), 2))
+        x0, x1 = float(extent.x0), float(extent.x1)
+        y0, y1 = self.height - float(extent.y1), self.height - float(extent.y0)
+        return (round(x0, 2), round(y0, 2), round(x1, 2), round(y1, 2))
 
     def points(self, xy: np.ndarray) -> list[list[float]]:
-        f, s = self.figure_dpi, self.dpi
         out = np.empty_like(xy, dtype=float)
-        out[:, 0] = (xy[:, 0] / f - self.left) * s
-        out[:, 1] = (self.top - xy[:, 1] / f) * s
+        out[:, 0] = xy[:, 0]
+        out[:, 1] = self.height - xy[:, 1]
         return np.round(out, 1).tolist()
 
 
@@ -243,13 +239,13 @@ def _tick_labels(collector: _Collector, ax, axes_id: str, axes_face: str) -> Non
         )
 
 
-def extract_elements(
-    figure, dpi: float, *, tight: bool, pad_inches: float | None
-) -> tuple[list[dict], tuple]:
-    """Draw ``figure`` once and list its elements; returns (elements, (width, height) in image pixels)."""
-    figure.canvas.draw()
-    renderer = figure.canvas.get_renderer()
-    frame = _Frame(figure, renderer, dpi, tight, pad_inches)
+def extract_elements(figure, renderer) -> tuple[list[dict], tuple[int, int]]:
+    """List the elements of ``figure`` as ``renderer`` has just drawn it for the picture.
+
+    Returns (elements, (width, height) in image pixels). Call it between savefig's draw and its
+    encoding (chart_child does), when display coordinates are the picture's pixels.
+    """
+    frame = _Frame(figure)
     figure_face = _hex(figure.get_facecolor(), "#ffffff") or "#ffffff"
     collector = _Collector(figure, renderer, frame, figure_face)
     for axes_index, ax in enumerate(figure.axes):
@@ -285,8 +281,4 @@ def extract_elements(
             collector.text(text, f"figure.{name.strip('_')}", set(), None, figure_face)
     for index, legend in enumerate(figure.legends):
         _legend(collector, legend, f"figure.legend{index}", None, figure_face)
-    width, height = figure.get_size_inches()
-    if tight:
-        box = figure.get_tightbbox(renderer)
-        width, height = box.width, box.height
-    return collector.elements, (round(float(width * dpi)), round(float(height * dpi)))
+    return collector.elements, (round(float(figure.bbox.width)), round(float(figure.bbox.height)))

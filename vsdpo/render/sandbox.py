@@ -12,8 +12,8 @@ network namespace of its own, else sockets refused) and a capped stdout/stderr. 
 must be plain data (dicts, lists, str, bytes, numbers, None): the pool decodes it with an unpickler
 that builds nothing else, so a hostile child cannot run code in the caller.
 
-Workers import matplotlib, pyplot, python-pptx and numpy once, so a job costs a fork, not an
-interpreter start. ``run_in_sandbox`` uses a module-level pool started on first use; ``run_many`` and
+Workers import matplotlib, pyplot, python-pptx, numpy and the libraries chart programs commonly use
+once, so a job costs a fork, not an interpreter start. ``run_in_sandbox`` uses a module-level pool started on first use; ``run_many`` and
 ``SandboxPool.map`` run several jobs side by side.
 """
 
@@ -36,8 +36,21 @@ from typing import Any
 
 from vsdpo.render._sandbox_worker import receive, send
 
+# Imported once per worker, so that a job does not pay for them: the renderers, and what chart programs
+# commonly import besides matplotlib (ChartMimic's: scipy.stats, 3-D axes, pandas, seaborn, networkx).
+# Modules that are not installed are skipped.
 DEFAULT_PRELOAD = (
-    "numpy", "matplotlib", "matplotlib.pyplot", "pptx", "vsdpo.render.chart_child", "vsdpo.render.slides_child",
+    "numpy",
+    "matplotlib",
+    "matplotlib.pyplot",
+    "mpl_toolkits.mplot3d",
+    "scipy.stats",
+    "pandas",
+    "seaborn",
+    "networkx",
+    "pptx",
+    "vsdpo.render.chart_child",
+    "vsdpo.render.slides_child",
 )
 # Time a worker gets beyond the job's own timeout to kill, sweep and answer before it is replaced.
 SUPERVISION_GRACE_S = 30.0
