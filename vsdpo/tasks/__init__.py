@@ -1,0 +1,120 @@
+"""Task sources: built-in chart tasks and task files.
+
+A task file is JSON Lines, one task per line::
+
+    {"prompt": "Recreate this chart in matplotlib.", "image": "images/0001.png", "reference": "import ..."}
+
+Keys:
+
+- ``prompt`` (required): the instruction text.
+- ``kind`` (optional): ``chart`` | ``web`` | ``slides``; defaults to the kind given to the loader.
+- ``image`` (optional): path of a target image (PNG/JPEG), relative to the file's folder or absolute.
+- ``reference`` (optional): the reference program (chart, slides) or HTML page (web), inline.
+- ``reference_path`` (optional): the same, read from a file relative to the task file.
+- ``id`` (optional): a name for logs; defaults to ``<file stem>-<line number>``.
+
+When a task has a reference but no image, the trainer renders the reference once to get the target
+image shown with the prompt.
+
+A folder works too (``tasks: dir:PATH``): every ``*.py`` file is a chart task (or a slides task
+when it imports ``pptx``) with the file as its reference, every ``*.html`` a web task with the
+page as its reference and the ``.png`` of the same name, when present, as its image. The prompt is
+:data:`FOLDER_PROMPTS` of the kind: the ChartMimic and Design2Code "direct mimic" set-up.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vsdpo.tasks.charts import builtin_chart_tasks
+from vsdpo.tasks.types import Task
+
+__all__ = ["Task", "builtin_chart_tasks", "load_task_file", "load_task_folder", "load_tasks"]
+
+FOLDER_PROMPTS = {
+    "chart": "Write a matplotlib program that draws exactly this chart.",
+    "web": "Write a single HTML page, with inline CSS, that looks exactly like this screenshot.",
+    "slides": "Write a python-pptx program that builds exactly this slide.",
+}
+TASK_KEYS = {"prompt", "kind", "image", "reference", "reference_path", "id"}
+KINDS = ("chart", "web", "slides")
+
+
+def load_task_file(path: str | Path, kind: str = "chart") -> list[Task]:
+    """Read a JSONL task file; errors name the file, the line and the key."""
+    path = Path(path)
+    tasks = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{where}: not valid JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        unknown = set(record) - TASK_KEYS
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown key(s) {sorted(unknown)}; expected some of {sorted(TASK_KEYS)}"
+            )
+        if not isinstance(record.get("prompt"), str) or not record["prompt"].strip():
+            raise ValueError(
+                f"{where}: key 'prompt' must be a non-empty string, got {record.get('prompt')!r}"
+            )
+        task_kind = record.get("kind", kind)
+        if task_kind not in KINDS:
+            raise ValueError(f"{where}: key 'kind' must be one of {KINDS}, got {task_kind!r}")
+        reference = record.get("reference")
+        if record.get("reference_path"):
+            reference = (path.parent / record["reference_path"]).read_text(encoding="utf-8")
+        image_path = None
+        if record.get("image"):
+            image_path = str((path.parent / record["image"]).resolve())
+            if not Path(image_path).is_file():
+                raise ValueError(f"{where}: key 'image' names a missing file {image_path}")
+        tasks.append(
+            Task(
+                id=str(record.get("id", f"{path.stem}-{number}")),
+                kind=task_kind,
+                prompt=record["prompt"],
+                reference=reference,
+                image_path=image_path,
+                image=Path(image_path).read_bytes() if image_path else None,
+            )
+        )
+    if not tasks:
+        raise ValueError(f"{path}: no tasks found")
+    return tasks
+
+
+def load_task_folder(folder: str | Path) -> list[Task]:
+    """Tasks from a folder of reference programs and pages (see the module docstring)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"tasks: expected a folder after 'dir:', got {str(folder)!r}")
+    tasks = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix == ".py":
+            source = path.read_text(encoding="utf-8")
+            kind = "slides" if "pptx" in source else "chart"
+            tasks.append(Task(id=path.stem, kind=kind, prompt=FOLDER_PROMPTS[kind], reference=source))
+        elif path.suffix == ".html":
+            image = path.with_suffix(".png")
+            tasks.append(Task(id=path.stem, kind="web", prompt=FOLDER_PROMPTS["web"], reference=path.read_text(encoding="utf-8"),
+                              image_path=str(image) if image.exists() else None,
+                              image=image.read_bytes() if image.exists() else None))  # fmt: skip
+    if not tasks:
+        raise ValueError(f"tasks: no .py or .html files in {folder}")
+    return tasks
+
+
+def load_tasks(source: str, kind: str = "chart", count: int = 64, seed: int = 0) -> list[Task]:
+    """``builtin:charts`` (the built-in generator), ``dir:PATH`` (a folder), or a JSONL task file."""
+    if source == "builtin:charts":
+        return builtin_chart_tasks(count, seed=seed)
+    if source.startswith("dir:"):
+        return [task for task in load_task_folder(source[4:]) if task.kind == kind]
+    return load_task_file(source, kind=kind)
