@@ -12,7 +12,6 @@ and prints its peak extra memory (bytes above what the inputs hold) as JSON.
 from __future__ import annotations
 
 import json
-import resource
 import sys
 
 import torch
@@ -104,9 +103,18 @@ def make_runner(name: str, inputs: dict, config: SDPOLossConfig = SDPOLossConfig
     return ours
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def _reset_peak_rss() -> None:
+    # "5" resets the resident-set high-water mark (VmHWM) to the current RSS (Linux >= 4.0).
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def peak_extra_memory(name, B, T, D, V, dtype, device) -> int:
@@ -119,9 +127,12 @@ def peak_extra_memory(name, B, T, D, V, dtype, device) -> int:
         run()
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - base
-    base = _rss_bytes()
+    # Peak resident memory above the inputs: VmHWM of this process, not ru_maxrss, which Linux carries
+    # over from the process that started this one.
+    _reset_peak_rss()
+    base = _status_bytes("VmRSS")
     run()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    return _status_bytes("VmHWM") - base
 
 
 if __name__ == "__main__":

@@ -215,12 +215,26 @@ def test_teacher_is_none_without_any_feedback():
     assert ht is None and hs.shape[0] == 2
 
 
-def test_gradient_checkpointing_is_refused_rather_than_losing_the_prompt():
+@pytest.mark.parametrize("build", [tiny_qwen3_vl, tiny_qwen3], ids=["qwen3_vl", "qwen3"])
+def test_shared_passes_under_gradient_checkpointing_equal_full_sequences(build):
+    model = build()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    with_images = build is tiny_qwen3_vl
+    out, grads = assert_equivalent(model, make_group(with_images=with_images))
+    # The layers went back to dropping caches under checkpointing for everyone else.
+    layer = next(m for m in model.modules() if hasattr(type(m), "_can_checkpoint_with_cache"))
+    assert layer._can_checkpoint_with_cache is False
+    if with_images:
+        assert any(".visual." in name and grads[name].abs().sum() > 0 for name in grads)
+
+
+def test_reentrant_gradient_checkpointing_is_refused_rather_than_losing_the_prompt_gradient():
     model = tiny_qwen3()
-    model.gradient_checkpointing_enable()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
     model.train()
     group = make_group(with_images=False)
-    with pytest.raises(ValueError, match="gradient checkpointing"):
+    with pytest.raises(ValueError, match="reentrant gradient checkpointing"):
         student_teacher_hidden(model, group, reuse_prefix=True)
     hs, _ = student_teacher_hidden(model, group, reuse_prefix=False)
     assert hs.requires_grad

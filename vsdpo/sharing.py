@@ -28,8 +28,15 @@ only the policy-gradient term acts on them. ``ht`` is None when no rollout has f
 
 Attention: right padding under a causal mask never reaches a real token, and the padding is also
 masked explicitly with a 2D attention mask, the form Hugging Face's sdpa and eager paths take and
-its flash-attention path turns into varlen calls (tested here: sdpa, on the CPU). Transformers'
-gradient checkpointing drops a training layer's cache, so ``reuse_prefix=True`` refuses it. Positions are passed explicitly: plain
+its flash-attention path turns into varlen calls (tested here: sdpa, on the CPU).
+
+Gradient checkpointing: the caches here never change what a layer reads. The prompt pass records
+each layer's keys and values aside, and the continuations read the prompt's and return
+``prompt ⊕ new`` without storing it, so a layer replayed in the backward sees the same state, and the
+layers are told they may keep their cache under checkpointing (non-reentrant checkpointing only:
+the reentrant kind runs the forward without autograd, cutting the prompt off its gradient).
+
+Positions are passed explicitly: plain
 ``arange`` for text models, and for Qwen3-VL the multimodal rotary positions of the full sequence
 (images in the prompt and in the feedback shift the later text positions), computed once per batch
 with the model's own ``get_rope_index`` and sliced to the part each pass feeds.
@@ -37,7 +44,9 @@ with the model's own ``get_rope_index`` and sliced to the part each pass feeds.
 
 from __future__ import annotations
 
-import inspect
+import contextlib
+import functools
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -189,8 +198,8 @@ def student_teacher_hidden(model, group: RolloutGroup, reuse_prefix: bool = True
         )
 
     if reuse_prefix:
-        backbone.check_cache_survives()
-        student, teacher = _shared_passes(backbone, group, student_rows, teacher_rows)
+        with backbone.keeping_caches_under_checkpointing():
+            student, teacher = _shared_passes(backbone, group, student_rows, teacher_rows)
     else:
         student = _full_pass(backbone, group, student_rows)
         teacher = None
@@ -238,13 +247,11 @@ def _continue(backbone: _Backbone, rows: _Rows, prefix_kv, positions: Tensor) ->
     """Hidden states of ``rows``' continuation tokens, attending to the prompt through its cache."""
     if rows.continuation_ids.shape[1] == 0:
         return None
-    from transformers import DynamicCache
-
     n = rows.num_rows
-    # A fresh cache per pass: its first update concatenates out of place, so autograd reaches the
-    # prompt's keys and values (expand's backward sums the n rows' gradients into the one prompt).
+    # Autograd reaches the prompt's keys and values through the out-of-place concatenation of the
+    # read-only cache (expand's backward sums the n rows' gradients into the one prompt).
     expanded = [(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in prefix_kv]
-    cache = DynamicCache(ddp_cache_data=expanded)
+    cache = _cache_classes().ReadOnlyPrompt(ddp_cache_data=expanded)
     P = prefix_kv[0][0].shape[-2]
     prompt_valid = rows.continuation_valid.new_ones(n, P)
     attention_mask = torch.cat([prompt_valid, rows.continuation_valid], dim=1).long()
@@ -409,9 +416,7 @@ class _Backbone:
 
     def prefix(self, group: RolloutGroup, positions: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
         """The prompt's final hidden states [1, P, D] and its per-layer (keys, values), with gradient."""
-        from transformers import DynamicCache
-
-        cache = DynamicCache(config=self.config)
+        cache = _cache_classes().PromptRecorder(config=self.config)
         prompt_ids = group.prompt_ids[None]
         states = self.forward(
             prompt_ids,
@@ -426,23 +431,28 @@ class _Backbone:
                 f"model: {type(self.module).__name__} has sliding-window layers, whose cache drops old "
                 "tokens; use reuse_prefix=False"
             )
-        return states, [(layer.keys, layer.values) for layer in cache.layers]
+        return states, [cache.recorded[index] for index in range(len(cache.recorded))]
 
-    def check_cache_survives(self) -> None:
-        """transformers' gradient checkpointing silently drops the KV cache of a training decoder layer,
-        which would leave the continuations blind to the prompt."""
-        for module in self.module.modules():
-            checkpointed = getattr(module, "gradient_checkpointing", False) is True and module.training
-            if (
-                checkpointed
-                and not getattr(module, "_can_checkpoint_with_cache", False)
-                and "past_key_values" in inspect.signature(type(module).forward).parameters
-            ):
-                raise ValueError(
-                    f"model: {type(module).__name__} runs under gradient checkpointing, which drops the KV "
-                    "cache that reuse_prefix=True continues from; disable gradient checkpointing or pass "
-                    "reuse_prefix=False"
-                )
+    @contextlib.contextmanager
+    def keeping_caches_under_checkpointing(self):
+        """Let checkpointed decoder layers keep the (replay-safe) caches of this module for a while."""
+        layers = [m for m in self.module.modules() if hasattr(type(m), "_can_checkpoint_with_cache")]
+        for layer in layers:
+            if getattr(layer, "gradient_checkpointing", False) and layer.training:
+                checkpoint = getattr(layer, "_gradient_checkpointing_func", None)
+                if getattr(checkpoint, "keywords", {}).get("use_reentrant", False):
+                    raise ValueError(
+                        f"model: {type(layer).__name__} runs under reentrant gradient checkpointing, which "
+                        "would cut the shared prompt off its gradient; enable it with "
+                        "gradient_checkpointing_kwargs={'use_reentrant': False} or pass reuse_prefix=False"
+                    )
+        for layer in layers:
+            layer._can_checkpoint_with_cache = True
+        try:
+            yield
+        finally:
+            for layer in layers:
+                del layer._can_checkpoint_with_cache  # back to the class's own setting
 
     def mm_token_type_ids(self, input_ids: Tensor) -> Tensor:
         types = torch.zeros_like(input_ids, dtype=torch.int)
@@ -514,3 +524,32 @@ def _check_images(where: str, pixel_values: Tensor | None, image_grid_thw: Tenso
             f"{where}: pixel_values must hold {patches} patches (the sum of image_grid_thw's t*h*w), "
             f"got {pixel_values.shape[0]}"
         )
+
+
+@functools.cache
+def _cache_classes():
+    """The two caches of the shared passes (defined lazily: transformers is imported on first use)."""
+    from transformers import DynamicCache
+
+    class PromptRecorder(DynamicCache):
+        """Records each layer's prompt keys and values aside and returns them as they are; the
+        cache itself stays empty, so a replayed layer records the same tensors again."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.recorded: dict[int, tuple[Tensor, Tensor]] = {}
+
+        def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+            self.recorded[layer_idx] = (key_states, value_states)
+            return key_states, value_states
+
+    class ReadOnlyPrompt(DynamicCache):
+        """The prompt's keys and values, read but never extended: ``prompt ⊕ new`` out of place."""
+
+        def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+            layer = self.layers[layer_idx]
+            return torch.cat([layer.keys, key_states], dim=-2), torch.cat(
+                [layer.values, value_states], dim=-2
+            )
+
+    return types.SimpleNamespace(PromptRecorder=PromptRecorder, ReadOnlyPrompt=ReadOnlyPrompt)
