@@ -1,10 +1,12 @@
 """What happens inside the forked child of a sandbox worker, before and around the untrusted call.
 
-Order matters: the child leaves the worker's process group and network, imports the entry (trusted
-code, with full rights), then gives up everything it can before the call: a private /tmp, resource
-limits, an unprivileged uid of its own (keeping only the right to read files, so installed packages
-stay importable), a scrubbed environment, and an audit hook that refuses writes outside its
-working directory and, where no network namespace could be made, any socket.
+The worker forks each child ahead of its job (``standby``): the child first does what no job
+decides, leaving the worker's process group, network and mount namespace, then waits on a pipe for
+its one job. Order matters after that: it imports the entry (trusted code, with full rights), then
+gives up everything it can before the call: a private /tmp, resource limits, an unprivileged uid of
+its own (keeping only the right to read files, so installed packages stay importable), a scrubbed
+environment, and an audit hook that refuses writes outside its working directory and, where no
+network namespace could be made, any socket.
 """
 
 from __future__ import annotations
@@ -57,16 +59,16 @@ def _unshare(flags: int) -> bool:
     return _libc.unshare(flags) == 0
 
 
-def _private_tmp(workdir: str) -> bool:
-    """Bind the job's own directory over every world-writable place, in a mount namespace of its own."""
-    if not _unshare(CLONE_NEWNS):
-        return False
-    if _libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-        return False
+def _own_mount_namespace() -> bool:
+    """A mount namespace whose mounts stay inside it, ready for the job's private /tmp."""
+    return _unshare(CLONE_NEWNS) and _libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) == 0
+
+
+def _private_tmp(workdir: str) -> None:
+    """Bind the job's own directory over every world-writable place (in the child's own mount namespace)."""
     for path in WORLD_WRITABLE:
         if os.path.isdir(path):
             _libc.mount(workdir.encode(), path.encode(), None, MS_BIND, None)
-    return True
 
 
 def _drop_privileges(uid: int) -> None:
@@ -144,15 +146,38 @@ def _resolve(entry: str):
     return getattr(importlib.import_module(module_name), function_name)
 
 
-def run_child(job: dict[str, Any], workdir: str, uid: int | None, result_fd: int) -> None:
-    """Body of the forked child; never returns."""
+def _receive_job(job_fd: int) -> dict[str, Any] | None:
+    """The worker's message (trusted): the job, its working directory and uid; None if it sent none."""
+    blob = bytearray()
+    while chunk := os.read(job_fd, 1 << 16):
+        blob += chunk
+    os.close(job_fd)
+    return pickle.loads(blob) if blob else None
+
+
+def standby(worker_pid: int, job_fd: int, result_fd: int, privileged: bool) -> None:
+    """Body of a child forked ahead of its job; never returns.
+
+    It dies with the worker, and leaves without running anything if the worker closes ``job_fd``
+    before sending a job.
+    """
     status = 0
     try:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != worker_pid:  # the worker died before the line above took effect
+            os._exit(0)
+        # What no job decides is done while waiting: this is what forking ahead saves a job.
         os.setsid()
         network_isolated = _unshare(CLONE_NEWNET)
+        own_mounts = privileged and _own_mount_namespace()
+        message = _receive_job(job_fd)
+        if message is None:
+            os._exit(0)
+        job, workdir, uid = message["job"], message["workdir"], message["uid"]
         function = _resolve(job["entry"])
         os.chdir(workdir)
-        if uid is not None and _private_tmp(workdir):
+        if uid is not None and own_mounts:
+            _private_tmp(workdir)
             # The job's directory now is /tmp as the job sees it: one consistent view of where it may write.
             workdir = "/tmp"
             os.chdir(workdir)

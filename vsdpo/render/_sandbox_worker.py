@@ -1,5 +1,9 @@
 """A pre-warmed sandbox worker: imports the heavy libraries once, then forks one child per job.
 
+The child for the next job is forked as soon as the last one is done (a ``Standby``), so that a job
+finds it waiting, past the fork of this large process and the set-up no job decides; every job
+still runs in a brand-new process that no earlier job could reach.
+
 Run as ``python -m vsdpo.render._sandbox_worker MODULE...``. It speaks length-prefixed pickles on
 stdin/stdout with the pool that started it (trusted both ways). The child's reply comes back on a
 pipe as raw bytes that this worker never unpickles: the pool reads it with a plain-data unpickler.
@@ -103,6 +107,72 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+class Standby:
+    """A child forked ahead of its job, waiting on a pipe; it runs exactly one job, or none."""
+
+    def __init__(self, privileged: bool):
+        from vsdpo.render._sandbox_child import standby
+
+        pipes = {name: os.pipe() for name in ("job", "stdout", "stderr", "result")}
+        worker_pid = os.getpid()
+        try:
+            pid = os.fork()
+        except OSError:
+            for pair in pipes.values():
+                for fd in pair:
+                    os.close(fd)
+            raise
+        if pid == 0:
+            os.close(pipes["job"][1])
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            os.dup2(pipes["stdout"][1], 1)
+            os.dup2(pipes["stderr"][1], 2)
+            for name in ("stdout", "stderr", "result"):
+                os.close(pipes[name][0])
+            standby(worker_pid, pipes["job"][0], pipes["result"][1], privileged)
+        self.pid = pid
+        self.job_fd = pipes["job"][1]
+        os.close(pipes["job"][0])
+        for name in ("stdout", "stderr", "result"):
+            os.close(pipes[name][1])
+        # Read ends, handed to the supervisor with the job.
+        self.readers = {pipes[name][0]: name for name in ("stdout", "stderr", "result")}
+        self.handed = False
+
+    def hand(self, message: dict[str, Any]) -> None:
+        """Send the child its job; OSError (BrokenPipeError) if it is no longer there to take it."""
+        blob = memoryview(pickle.dumps(message, protocol=4))
+        try:
+            while blob:
+                blob = blob[os.write(self.job_fd, blob) :]
+        finally:
+            os.close(self.job_fd)
+            self.job_fd = -1
+        self.handed = True
+
+    def discard(self) -> None:
+        """End a child that never got its job: it is killed, reaped and its pipes closed."""
+        if self.handed:
+            return
+        self.handed = True
+        if self.job_fd >= 0:
+            os.close(self.job_fd)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+        for fd in self.readers:
+            os.close(fd)
+
+
+def prefork(privileged: bool) -> Standby | None:
+    """The next job's child, or None when it cannot be forked now: the job then forks its own."""
+    try:
+        return Standby(privileged)
+    except OSError:
+        return None
+
+
 class Supervisor:
     """Runs one job in a forked child and turns whatever happens into a reply for the pool."""
 
@@ -115,14 +185,15 @@ class Supervisor:
         self.result = bytearray()
         self.failure: tuple[str, str] | None = None  # (error_kind, error) decided here, not by the child
 
-    def run(self) -> dict[str, Any]:
+    def run(self, standby: Standby | None) -> dict[str, Any]:
+        """Run the job in ``standby`` (or, failing that, a child forked now); ``standby`` is used up."""
         os.makedirs(SANDBOX_ROOT, mode=0o711, exist_ok=True)
         workdir = tempfile.mkdtemp(prefix="job-", dir=SANDBOX_ROOT)
         if self.uid is not None:
             os.chown(workdir, self.uid, self.uid)
         start = time.monotonic()
         try:
-            status = self._fork_and_watch(workdir, start)
+            status = self._hand_and_watch(standby, workdir, start)
         finally:
             if self.uid is not None:
                 sweep_uid(self.uid)
@@ -135,21 +206,23 @@ class Supervisor:
         reply["uid"] = self.uid
         return reply
 
-    def _fork_and_watch(self, workdir: str, start: float) -> int:
-        from vsdpo.render._sandbox_child import run_child
-
-        pipes = {name: os.pipe() for name in ("stdout", "stderr", "result")}
-        pid = os.fork()
-        if pid == 0:
-            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-            os.dup2(pipes["stdout"][1], 1)
-            os.dup2(pipes["stderr"][1], 2)
-            for read_end, _ in pipes.values():
-                os.close(read_end)
-            run_child(self.job, workdir, self.uid, pipes["result"][1])
-        for _, write_end in pipes.values():
-            os.close(write_end)
-        readers = {pipes[name][0]: name for name in pipes}
+    def _hand_and_watch(self, standby: Standby | None, workdir: str, start: float) -> int:
+        message = {"job": self.job, "workdir": workdir, "uid": self.uid}
+        child = None
+        if standby is not None:
+            try:
+                standby.hand(message)
+                child = standby
+            except OSError:  # it died while waiting: a fresh one is forked below
+                standby.discard()
+        if child is None:
+            child = Standby(self.privileged)
+            try:
+                child.hand(message)
+            except OSError:
+                child.discard()
+                raise
+        pid, readers = child.pid, child.readers
         deadline = start + self.job["timeout_s"]
         status = None
         try:
@@ -183,7 +256,9 @@ class Supervisor:
         chunk = os.read(fd, 1 << 16)
         name = readers[fd]
         if not chunk:
+            # Closed here, not just forgotten: every later child would inherit it.
             del readers[fd]
+            os.close(fd)
             return True
         if name == "result":
             self.result += chunk
@@ -274,13 +349,18 @@ def main(preload: list[str]) -> None:
     # Nothing but protocol messages may reach the pool's channel.
     sys.stdout = sys.stderr
     send(channel_out, {"ready": True, "pid": os.getpid()})
+    privileged = os.geteuid() == 0
+    standby = prefork(privileged)
     while True:
         try:
             job = receive(channel_in)
         except EOFError:
+            if standby is not None:
+                standby.discard()
             return
         try:
-            reply = Supervisor(job).run()
+            reply = Supervisor(job).run(standby)
+            standby = None
         except OSError as error:
             reply = {
                 "ok": False,
@@ -290,7 +370,11 @@ def main(preload: list[str]) -> None:
             }
             if error.errno == errno.EAGAIN:
                 reply["error"] = f"sandbox could not fork a job: {error}"
+        if standby is not None:  # the job failed before it could take its child
+            standby.discard()
         send(channel_out, reply)
+        # Forked after the reply is sent, so the pool reads it meanwhile.
+        standby = prefork(privileged)
 
 
 if __name__ == "__main__":
