@@ -128,3 +128,33 @@ def test_hostile_chart_gives_failed_render_result_and_next_render_works():
 
 def test_run_in_sandbox_default_pool():
     assert run_in_sandbox(PROGRAM, {"code": "result = 6 * 7"}).value == 42
+
+
+def test_code_installed_under_tmp_stays_readable_and_read_only(tmp_path, monkeypatch):
+    """The job's private /tmp must not hide an installation that lives under /tmp (a checkout or a
+    virtual environment there), and must not make it writable."""
+    if not str(tmp_path.resolve()).startswith("/tmp/"):
+        pytest.skip("the test's temporary directory is not under /tmp")
+    package = tmp_path / "site"
+    package.mkdir()
+    (package / "data.txt").write_text("visible")
+    (package / "probe_entry.py").write_text(
+        "import os\n"
+        "HERE = os.path.dirname(os.path.abspath(__file__))\n"
+        "def read(payload):\n"
+        "    with open(os.path.join(HERE, 'data.txt')) as f:\n"
+        "        text = f.read()\n"
+        "    try:\n"
+        "        with open(os.path.join(HERE, 'written.txt'), 'w') as f:\n"
+        "            f.write('x')\n"
+        "        wrote = True\n"
+        "    except OSError:\n"
+        "        wrote = False\n"
+        "    return {'text': text, 'wrote': wrote}\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(package), os.environ.get("PYTHONPATH", "")]))
+    with SandboxPool(workers=1, root=str(tmp_path / "jobs")) as pool:
+        result = pool.run("probe_entry:read", {})
+    assert result.ok, result.error
+    assert result.value == {"text": "visible", "wrote": False}
+    assert not (package / "written.txt").exists()

@@ -26,6 +26,8 @@ CLONE_NEWNET = 0x40000000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 MS_BIND = 4096
+MS_RDONLY = 1
+MS_REMOUNT = 32
 PR_SET_PDEATHSIG = 1
 PR_SET_KEEPCAPS = 8
 CAP_DAC_READ_SEARCH = 2
@@ -64,11 +66,36 @@ def _own_mount_namespace() -> bool:
     return _unshare(CLONE_NEWNS) and _libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) == 0
 
 
+def _installation_under(place: str) -> list[str]:
+    """The entries of ``place`` that hold this Python installation (a checkout or virtual environment
+    under /tmp, say): covering ``place`` must not hide the code and data the job still reads."""
+    base = os.path.realpath(place)
+    entries = set()
+    for path in {sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path}:
+        real = os.path.realpath(path) if path else ""
+        if real.startswith(base + os.sep):
+            entries.add(os.path.join(base, real[len(base) + 1 :].split(os.sep)[0]))
+    return sorted(entries)
+
+
 def _private_tmp(workdir: str) -> None:
-    """Bind the job's own directory over every world-writable place (in the child's own mount namespace)."""
-    for path in WORLD_WRITABLE:
-        if os.path.isdir(path):
-            _libc.mount(workdir.encode(), path.encode(), None, MS_BIND, None)
+    """Bind the job's own directory over every world-writable place (in the child's own mount
+    namespace); the parts of the Python installation that lived there come back, read-only."""
+    for place in WORLD_WRITABLE:
+        if not os.path.isdir(place):
+            continue
+        keep = [(path, os.open(path, os.O_PATH)) for path in _installation_under(place)]
+        try:
+            if _libc.mount(workdir.encode(), place.encode(), None, MS_BIND, None) != 0:
+                continue
+            for path, fd in keep:  # the same path, now inside the job's directory
+                os.makedirs(path, exist_ok=True)
+                source = f"/proc/self/fd/{fd}".encode()
+                _libc.mount(source, path.encode(), None, MS_BIND | MS_REC, None)
+                _libc.mount(None, path.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY, None)
+        finally:
+            for _, fd in keep:
+                os.close(fd)
 
 
 def _drop_privileges(uid: int) -> None:
