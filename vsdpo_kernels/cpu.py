@@ -69,144 +69,100 @@ def available(warn: bool = False) -> bool:
         return False
 
 
-def _chunks(n: int):
-    for start in range(0, n, CHUNK_TOKENS):
-        yield start, min(start + CHUNK_TOKENS, n)
+class _Sweep:
+    """The inputs in float32 and the two reusable ``[chunk, V]`` logits blocks of one call."""
+
+    def __init__(self, hs, ht, weight, temperature: float, beta: float):
+        self.ext = load()
+        self.hs, self.weight = hs.float().contiguous(), weight.float().contiguous()
+        self.ht = None if ht is None else ht.float().contiguous()
+        self.inv_tau, self.beta = 1.0 / temperature, float(beta)
+        rows = min(hs.shape[0], CHUNK_TOKENS)
+        self.zs_block = torch.empty(rows, weight.shape[0], dtype=torch.float32)
+        self.zt_block = None if ht is None else torch.empty_like(self.zs_block)
+
+    def chunks(self):
+        n = self.hs.shape[0]
+        for t0 in range(0, n, CHUNK_TOKENS):
+            yield t0, min(t0 + CHUNK_TOKENS, n)
+
+    def logits(self, t0: int, t1: int):
+        """Raw student and teacher logits of tokens ``t0:t1``, written into the reused blocks."""
+        zs = self.zs_block[: t1 - t0]
+        torch.mm(self.hs[t0:t1], self.weight.T, out=zs)
+        zt = None
+        if self.ht is not None:
+            zt = self.zt_block[: t1 - t0]
+            torch.mm(self.ht[t0:t1], self.weight.T, out=zt)
+        return zs, zt
+
+    def stats(self, zs, zt, targets) -> Stats:
+        logp, entropy, lse_s, lse_t, divergence, G = self.ext.block_stats(
+            zs, zt, targets, self.inv_tau, self.beta
+        )
+        if zt is None:
+            return Stats(logp=logp, entropy=entropy, lse_s=lse_s)
+        return Stats(logp=logp, entropy=entropy, lse_s=lse_s, lse_t=lse_t, divergence=divergence, G=G)
+
+    def backward(self, zs, zt, targets, st: Stats, a, b, t0: int, t1: int, grad_hs, grad_w) -> None:
+        """dZ into ``zs`` (in place), then ``dZ @ W`` into ``grad_hs[t0:t1]`` and ``dZ.T @ hs`` into ``grad_w``."""
+        self.ext.block_grad_(
+            zs, zt, targets, st.lse_s, st.lse_t, st.G, a.contiguous(), b.contiguous(), self.inv_tau, self.beta
+        )
+        torch.mm(zs, self.weight, out=grad_hs[t0:t1])
+        grad_w.addmm_(zs.T, self.hs[t0:t1])
+
+    def gradient_buffers(self):
+        return torch.empty(self.hs.shape, dtype=torch.float32), torch.zeros(
+            self.weight.shape, dtype=torch.float32
+        )
 
 
-def _f32(t):
-    return None if t is None else t.float().contiguous()
+def _concat(parts: list[Stats]) -> Stats:
+    cat = lambda name: (
+        None if getattr(parts[0], name) is None else torch.cat([getattr(p, name) for p in parts])
+    )
+    return Stats(**{name: cat(name) for name in ("logp", "entropy", "lse_s", "lse_t", "divergence", "G")})
 
 
-def _block_stats(ext, hs_c, ht_c, w32, y, temperature, beta, zs, zt):
-    torch.mm(hs_c, w32.T, out=zs)
-    if ht_c is not None:
-        torch.mm(ht_c, w32.T, out=zt)
-    return ext.block_stats(zs, zt if ht_c is not None else None, y, 1.0 / temperature, float(beta))
-
-
-def _buffers(n, V, has_teacher, device):
-    rows = min(n, CHUNK_TOKENS)
-    zs = torch.empty(rows, V, dtype=torch.float32, device=device)
-    zt = torch.empty_like(zs) if has_teacher else None
-    return zs, zt
+def _slice(st: Stats, t0: int, t1: int) -> Stats:
+    part = lambda t: None if t is None else t[t0:t1]
+    return Stats(
+        part(st.logp), part(st.entropy), part(st.lse_s), part(st.lse_t), part(st.divergence), part(st.G)
+    )
 
 
 def stats(hs, ht, weight, targets, *, temperature: float, beta: float) -> Stats:
-    ext = load()
-    n, V = hs.shape[0], weight.shape[0]
-    w32, hs32, ht32 = _f32(weight), _f32(hs), _f32(ht)
-    zs_buf, zt_buf = _buffers(n, V, ht is not None, hs.device)
-    parts = []
-    for t0, t1 in _chunks(n):
-        rows = t1 - t0
-        parts.append(
-            _block_stats(
-                ext,
-                hs32[t0:t1],
-                None if ht32 is None else ht32[t0:t1],
-                w32,
-                targets[t0:t1],
-                temperature,
-                beta,
-                zs_buf[:rows],
-                None if zt_buf is None else zt_buf[:rows],
-            )
-        )
-    return _collect(parts, ht is not None)
-
-
-def _collect(parts, has_teacher) -> Stats:
-    cat = lambda i: torch.cat([p[i] for p in parts])
-    st = Stats(logp=cat(0), entropy=cat(1), lse_s=cat(2))
-    if has_teacher:
-        st.lse_t, st.divergence, st.G = cat(3), cat(4), cat(5)
-    return st
-
-
-def _grad_chunk(ext, zs, zt, y, lse_s, lse_t, G, a, b, hs_c, w32, grad_hs_c, grad_w, temperature, beta):
-    ext.block_grad_(
-        zs, zt, y, lse_s, lse_t, G, a.contiguous(), b.contiguous(), 1.0 / temperature, float(beta)
-    )
-    torch.mm(zs, w32, out=grad_hs_c)
-    grad_w.addmm_(zs.T, hs_c)
+    sweep = _Sweep(hs, ht, weight, temperature, beta)
+    return _concat([sweep.stats(*sweep.logits(t0, t1), targets[t0:t1]) for t0, t1 in sweep.chunks()])
 
 
 def grads(hs, ht, weight, targets, st: Stats, a, b, *, temperature: float, beta: float):
-    ext = load()
-    n, V = hs.shape[0], weight.shape[0]
-    w32, hs32, ht32 = _f32(weight), _f32(hs), _f32(ht)
-    grad_hs = torch.empty(hs.shape, dtype=torch.float32)
-    grad_w = torch.zeros(weight.shape, dtype=torch.float32)
-    zs_buf, zt_buf = _buffers(n, V, ht is not None, hs.device)
-    for t0, t1 in _chunks(n):
-        rows = t1 - t0
-        zs = zs_buf[:rows]
-        torch.mm(hs32[t0:t1], w32.T, out=zs)
-        zt = None
-        if ht32 is not None:
-            zt = zt_buf[:rows]
-            torch.mm(ht32[t0:t1], w32.T, out=zt)
-        G = None if ht is None else st.G[t0:t1]
-        _grad_chunk(
-            ext,
-            zs,
-            zt,
-            targets[t0:t1],
-            st.lse_s[t0:t1],
-            None if ht is None else st.lse_t[t0:t1],
-            G,
-            a[t0:t1],
-            b[t0:t1],
-            hs32[t0:t1],
-            w32,
-            grad_hs[t0:t1],
-            grad_w,
-            temperature,
-            beta,
+    """Gradients from statistics computed earlier (the logits are recomputed chunk by chunk)."""
+    sweep = _Sweep(hs, ht, weight, temperature, beta)
+    grad_hs, grad_w = sweep.gradient_buffers()
+    for t0, t1 in sweep.chunks():
+        zs, zt = sweep.logits(t0, t1)
+        sweep.backward(
+            zs, zt, targets[t0:t1], _slice(st, t0, t1), a[t0:t1], b[t0:t1], t0, t1, grad_hs, grad_w
         )
     return grad_hs, grad_w
 
 
 def fused(hs, ht, weight, targets, coefficients, *, temperature: float, beta: float):
     """Statistics, per-token coefficients and gradients, one chunk at a time (no recomputation)."""
-    ext = load()
-    n, V = hs.shape[0], weight.shape[0]
-    w32, hs32, ht32 = _f32(weight), _f32(hs), _f32(ht)
-    grad_hs = torch.empty(hs.shape, dtype=torch.float32)
-    grad_w = torch.zeros(weight.shape, dtype=torch.float32)
-    zs_buf, zt_buf = _buffers(n, V, ht is not None, hs.device)
-    parts, coeffs = [], []
-    for t0, t1 in _chunks(n):
-        rows = t1 - t0
-        zs, zt = zs_buf[:rows], None if zt_buf is None else zt_buf[:rows]
-        ht_c = None if ht32 is None else ht32[t0:t1]
-        part = _block_stats(ext, hs32[t0:t1], ht_c, w32, targets[t0:t1], temperature, beta, zs, zt)
-        parts.append(part)
-        divergence = part[4] if ht is not None else None
-        coeff = coefficients(part[0], divergence, t0, t1)
-        coeffs.append(coeff)
-        _grad_chunk(
-            ext,
-            zs,
-            zt,
-            targets[t0:t1],
-            part[2],
-            part[3] if ht is not None else None,
-            part[5] if ht is not None else None,
-            coeff.a,
-            coeff.b,
-            hs32[t0:t1],
-            w32,
-            grad_hs[t0:t1],
-            grad_w,
-            temperature,
-            beta,
-        )
-    st = _collect(parts, ht is not None)
-    total = coeffs[0]
-    for c in coeffs[1:]:
-        total.pg_loss = total.pg_loss + c.pg_loss
-        total.sd_loss = total.sd_loss + c.sd_loss
-        total.clipped = total.clipped + c.clipped
-    return st, total, grad_hs, grad_w
+    sweep = _Sweep(hs, ht, weight, temperature, beta)
+    grad_hs, grad_w = sweep.gradient_buffers()
+    parts, total = [], None
+    for t0, t1 in sweep.chunks():
+        zs, zt = sweep.logits(t0, t1)
+        st = sweep.stats(zs, zt, targets[t0:t1])
+        coeff = coefficients(st.logp, st.divergence, t0, t1)
+        sweep.backward(zs, zt, targets[t0:t1], st, coeff.a, coeff.b, t0, t1, grad_hs, grad_w)
+        parts.append(st)
+        if total is None:
+            total = coeff
+        else:
+            total.pg_loss, total.sd_loss = total.pg_loss + coeff.pg_loss, total.sd_loss + coeff.sd_loss
+            total.clipped = total.clipped + coeff.clipped
+    return _concat(parts), total, grad_hs, grad_w
