@@ -8,19 +8,11 @@ every request other than ``data:``/``blob:`` and files beside the page aborted.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 PAGE_WIDTH = 1280
-VIEWPORT_HEIGHT = 720
-MAX_PAGE_HEIGHT = 8192
 
 # Text nodes -> blocks (text, box, colour); visible replaced or painted elements -> content boxes.
 # Every box carries the DOM path of its element so that nesting is never taken for a collision.
@@ -115,25 +107,23 @@ def render_page(
 
     Raises ``TimeoutError`` when the page does not finish within ``timeout_s``.
     """
-    from vsdpo.render.web_browser import browser_host
+    from vsdpo.render import web_browser
 
     if not isinstance(html, str):
         raise TypeError(f"html: expected str, got {type(html).__name__}")
-    root = Path(tempfile.mkdtemp(prefix="vsdpo-metrics-"))
+
+    async def extract(page: Any) -> dict[str, Any]:
+        data = await page.evaluate(_EXTRACT_JS)
+        if screenshot:
+            data["image"] = await web_browser.page_screenshot(page, width, height, data["height"])
+        return data
+
     try:
-        if assets_dir is not None:
-            for entry in Path(assets_dir).iterdir():
-                if entry.suffix.lower() not in (".html", ".htm"):
-                    (root / entry.name).symlink_to(entry.resolve())
-        page_path = root / "index.html"
-        page_path.write_text(html, encoding="utf-8")
-        job = _LayoutJob(page_path, width, height, timeout_s, screenshot)
-        try:
-            data = browser_host().run(job.run, timeout_s + 15)
-        except (asyncio.TimeoutError, concurrent.futures.TimeoutError):
-            raise TimeoutError(f"html: the page did not finish rendering within {timeout_s:g}s") from None
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+        data = web_browser.run_local_page(
+            html, extract, width=width, height=height, timeout_s=timeout_s, assets_dir=assets_dir
+        )
+    except TimeoutError:
+        raise TimeoutError(f"html: the page did not finish rendering within {timeout_s:g}s") from None
     as_box = lambda values: tuple(float(v) for v in values)
     texts = [
         TextBlock(
@@ -143,57 +133,5 @@ def render_page(
     ]
     boxes = [ContentBox(as_box(b["box"]), b["kind"], b["element"], b["path"]) for b in data["boxes"]]
     page_width = float(width if height else max(width, data["width"]))
-    page_height = float(height or min(max(data["height"], 1), MAX_PAGE_HEIGHT))
+    page_height = float(height or min(max(data["height"], 1), web_browser.MAX_PAGE_HEIGHT))
     return PageLayout(page_width, page_height, texts, boxes, data.get("image"))
-
-
-class _LayoutJob:
-    def __init__(self, page_path: Path, width: int, height: int | None, timeout_s: float, screenshot: bool):
-        self.page_path, self.width, self.height = page_path, width, height
-        self.timeout_s, self.screenshot = timeout_s, screenshot
-        self.root = str(page_path.parent.resolve()) + os.sep
-
-    async def run(self, browser: Any) -> dict[str, Any]:
-        context = await browser.new_context(
-            viewport={"width": self.width, "height": self.height or VIEWPORT_HEIGHT},
-            device_scale_factor=1,
-            service_workers="block",
-        )
-        try:
-            return await asyncio.wait_for(self._load(context), self.timeout_s)
-        finally:
-            try:
-                await asyncio.wait_for(context.close(), 10)
-            except Exception:
-                from vsdpo.render.web_browser import browser_host
-
-                await browser_host().discard_browser()
-
-    async def _route(self, route: Any) -> None:
-        url = route.request.url
-        parsed = urlparse(url)
-        local = parsed.scheme == "file" and os.path.normpath(unquote(parsed.path)).startswith(self.root)
-        if url.startswith(("data:", "blob:", "about:")) or local:
-            await route.continue_()
-        else:
-            await route.abort("blockedbyclient")
-
-    async def _load(self, context: Any) -> dict[str, Any]:
-        await context.route("**/*", self._route)
-        page = await context.new_page()
-        try:
-            await page.goto(self.page_path.as_uri(), wait_until="load", timeout=self.timeout_s * 600)
-        except Exception as error:  # a load that never ends is still a page
-            if "Timeout" not in type(error).__name__:
-                raise
-        await page.evaluate("document.fonts.ready.then(() => true)")
-        data = await page.evaluate(_EXTRACT_JS)
-        if self.screenshot:
-            shot_height = self.height or max(1, min(int(data["height"]), MAX_PAGE_HEIGHT))
-            data["image"] = await page.screenshot(
-                clip={"x": 0, "y": 0, "width": self.width, "height": shot_height},
-                full_page=self.height is None,
-                animations="disabled",
-                caret="hide",
-            )
-        return data

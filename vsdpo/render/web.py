@@ -10,25 +10,18 @@ the properties a defect is about (see ``DEFECT_PROPERTIES``).
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from vsdpo.render import defects as checks
 from vsdpo.render.types import Defect, Element, RenderResult
-from vsdpo.render.web_browser import browser_host
+from vsdpo.render.web_browser import canvas_height, page_screenshot, run_local_page
 from vsdpo.render.web_source import LINE_ATTR, CssRule, declaration_line, normalise_selector, tag_source_lines
 
 WEB_WIDTH = 1280
-VIEWPORT_HEIGHT = 720  # the layout viewport of a full-page render (what `100vh` means)
-MAX_PAGE_HEIGHT = 8192  # full-page screenshots are cut here
 MAX_ELEMENTS = 3000
 # Computed properties whose declarations a defect of each kind is blamed on.
 DEFECT_PROPERTIES: dict[str, tuple[str, ...]] = {
@@ -66,21 +59,27 @@ def render_web(
     if width <= 0 or (height is not None and height <= 0):
         raise ValueError(f"width, height: expected positive pixel sizes, got {width}, {height}")
     tagged = tag_source_lines(code)
-    root = Path(tempfile.mkdtemp(prefix="vsdpo-web-"))
+
+    async def extract(page: Any) -> dict[str, Any]:
+        data = await page.evaluate(
+            _EXTRACT_JS,
+            {"lineAttr": LINE_ATTR, "trackedProperties": TRACKED_PROPERTIES, "maxElements": MAX_ELEMENTS},
+        )
+        # Full page: the document's height (capped); the viewport is left alone so `vh` keeps its meaning.
+        data["image"] = await page_screenshot(page, width, height, data["page"][1])
+        data["canvas"] = (0.0, 0.0, float(width), float(canvas_height(height, data["page"][1])))
+        return data
+
     try:
-        _link_assets(root, assets_dir)
-        page_path = root / "index.html"
-        page_path.write_text(tagged.html, encoding="utf-8")
-        job = _PageJob(page_path, width, height, timeout_s)
-        try:
-            # The host's own deadline is a backstop; the job enforces timeout_s itself and cleans up.
-            page = browser_host().run(job.run, timeout_s + 15)
-        except (asyncio.TimeoutError, concurrent.futures.TimeoutError):
-            return _failed(f"TimeoutError: the page did not finish rendering within {timeout_s:g}s", started)
-        except Exception as error:  # the browser crashed or could not start; the next render relaunches it
-            return _failed(f"{type(error).__name__}: {error}", started)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+        page = run_local_page(
+            tagged.html, extract, width=width, height=height, timeout_s=timeout_s, assets_dir=assets_dir
+        )
+    except NotADirectoryError:  # the caller's mistake, not the page's
+        raise
+    except TimeoutError as error:
+        return _failed(f"TimeoutError: {error}", started)
+    except Exception as error:  # the browser crashed or could not start; the next render relaunches it
+        return _failed(f"{type(error).__name__}: {error}", started)
     elements, canvas, context = _elements_from_page(page, tagged.style_rules, width, height)
     result = RenderResult(
         kind="web",
@@ -99,81 +98,6 @@ def _failed(message: str, started: float) -> RenderResult:
     result = RenderResult.failure("web", message)
     result.elapsed_s = time.perf_counter() - started
     return result
-
-
-def _link_assets(root: Path, assets_dir: str | os.PathLike | None) -> None:
-    if assets_dir is None:
-        return
-    source = Path(assets_dir)
-    if not source.is_dir():
-        raise NotADirectoryError(f"assets_dir: expected a directory, got {str(assets_dir)!r}")
-    for entry in source.iterdir():
-        if entry.name != "index.html":
-            (root / entry.name).symlink_to(entry.resolve())
-
-
-class _PageJob:
-    """Load one page in its own browser context, extract its elements, take the screenshot."""
-
-    def __init__(self, page_path: Path, width: int, height: int | None, timeout_s: float):
-        self.page_path, self.width, self.height, self.timeout_s = page_path, width, height, timeout_s
-        self.root = str(page_path.parent.resolve())
-
-    async def run(self, browser: Any) -> dict[str, Any]:
-        context = await browser.new_context(
-            viewport={"width": self.width, "height": self.height or VIEWPORT_HEIGHT},
-            device_scale_factor=1,
-            service_workers="block",
-        )
-        try:
-            return await asyncio.wait_for(self._load_and_extract(context), self.timeout_s)
-        finally:
-            try:
-                await asyncio.wait_for(context.close(), 10)
-            except Exception:
-                # A renderer stuck in a script loop can hold its context: drop the whole browser.
-                await browser_host().discard_browser()
-
-    async def _allow_only_local(self, route: Any) -> None:
-        url = route.request.url
-        if url.startswith(("data:", "blob:", "about:")) or self._inside_root(url):
-            await route.continue_()
-        else:
-            await route.abort("blockedbyclient")
-
-    def _inside_root(self, url: str) -> bool:
-        parsed = urlparse(url)
-        if parsed.scheme != "file":
-            return False
-        path = os.path.realpath(unquote(parsed.path))
-        # Linked assets resolve outside the root: allow a path whose link inside the root exists.
-        inside = os.path.normpath(unquote(parsed.path)).startswith(self.root + os.sep)
-        return inside or path.startswith(self.root + os.sep)
-
-    async def _load_and_extract(self, context: Any) -> dict[str, Any]:
-        await context.route("**/*", self._allow_only_local)
-        page = await context.new_page()
-        try:
-            await page.goto(self.page_path.as_uri(), wait_until="load", timeout=self.timeout_s * 600)
-        except Exception as error:  # a load that never ends is still a page; a stuck script times out below
-            if "Timeout" not in type(error).__name__:
-                raise
-        await page.evaluate("document.fonts.ready.then(() => true)")
-        data = await page.evaluate(
-            _EXTRACT_JS,
-            {"lineAttr": LINE_ATTR, "trackedProperties": TRACKED_PROPERTIES, "maxElements": MAX_ELEMENTS},
-        )
-        page_height = data["page"][1]
-        # Full page: the document's height (capped); the viewport is left alone so `vh` keeps its meaning.
-        shot_height = self.height or max(1, min(int(page_height), MAX_PAGE_HEIGHT))
-        data["image"] = await page.screenshot(
-            clip={"x": 0, "y": 0, "width": self.width, "height": shot_height},
-            full_page=self.height is None,
-            animations="disabled",
-            caret="hide",
-        )
-        data["canvas"] = (0.0, 0.0, float(self.width), float(shot_height))
-        return data
 
 
 # ---------------------------------------------------------------------------------------------- elements

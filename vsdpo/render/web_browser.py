@@ -13,9 +13,13 @@ import atexit
 import concurrent.futures
 import contextlib
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlparse
 
 CHROMIUM_PATH = os.environ.get("VSDPO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = (
@@ -129,3 +133,111 @@ def close_browser() -> None:
 
 
 atexit.register(close_browser)
+
+
+# ------------------------------------------------------------------------------------------ local pages
+
+VIEWPORT_HEIGHT = 720  # the layout viewport of a full-page render (what `100vh` means)
+MAX_PAGE_HEIGHT = 8192  # full-page screenshots are cut here
+PAGE_NAME = "index.html"
+
+
+def run_local_page(
+    html: str,
+    extract: Callable[[Any], Awaitable[T]],
+    *,
+    width: int,
+    height: int | None,
+    timeout_s: float,
+    assets_dir: str | os.PathLike | None = None,
+) -> T:
+    """Open ``html`` in its own browser context and return ``await extract(page)``.
+
+    The page lies in a private folder beside links to the files of ``assets_dir``; every request that
+    leaves that folder (other than ``data:``, ``blob:``, ``about:``) is blocked. The viewport is
+    ``width`` x ``height`` (x ``VIEWPORT_HEIGHT`` for a full page). Raises ``TimeoutError`` when the
+    page and ``extract`` do not finish within ``timeout_s``.
+    """
+    root = Path(tempfile.mkdtemp(prefix="vsdpo-page-"))
+    try:
+        if assets_dir is not None:
+            source = Path(assets_dir)
+            if not source.is_dir():
+                raise NotADirectoryError(f"assets_dir: expected a directory, got {str(assets_dir)!r}")
+            for entry in source.iterdir():
+                if entry.name != PAGE_NAME:
+                    (root / entry.name).symlink_to(entry.resolve())
+        page_path = root / PAGE_NAME
+        page_path.write_text(html, encoding="utf-8")
+        job = _LocalPage(page_path, width, height, timeout_s, extract)
+        try:
+            # The host's own deadline is a backstop; the job enforces timeout_s itself and cleans up.
+            return browser_host().run(job.run, timeout_s + 15)
+        except (asyncio.TimeoutError, concurrent.futures.TimeoutError):
+            raise TimeoutError(f"the page did not finish rendering within {timeout_s:g}s") from None
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def canvas_height(height: int | None, document_height: float) -> int:
+    """The fixed canvas's height, or the full page's (cut at MAX_PAGE_HEIGHT)."""
+    return height or max(1, min(int(document_height), MAX_PAGE_HEIGHT))
+
+
+async def page_screenshot(page: Any, width: int, height: int | None, document_height: float) -> bytes:
+    """PNG of the fixed ``width`` x ``height`` canvas, or of the full page (cut at MAX_PAGE_HEIGHT)."""
+    return await page.screenshot(
+        clip={"x": 0, "y": 0, "width": width, "height": canvas_height(height, document_height)},
+        full_page=height is None,
+        animations="disabled",
+        caret="hide",
+    )
+
+
+class _LocalPage:
+    def __init__(self, page_path: Path, width: int, height: int | None, timeout_s: float, extract):
+        self.page_path, self.width, self.height, self.timeout_s = page_path, width, height, timeout_s
+        self.extract = extract
+        self.root = str(page_path.parent.resolve())
+
+    async def run(self, browser: Any) -> Any:
+        context = await browser.new_context(
+            viewport={"width": self.width, "height": self.height or VIEWPORT_HEIGHT},
+            device_scale_factor=1,
+            service_workers="block",
+        )
+        try:
+            return await asyncio.wait_for(self._open_and_extract(context), self.timeout_s)
+        finally:
+            try:
+                await asyncio.wait_for(context.close(), 10)
+            except Exception:
+                # A renderer stuck in a script loop can hold its context: drop the whole browser.
+                await browser_host().discard_browser()
+
+    async def _allow_only_local(self, route: Any) -> None:
+        url = route.request.url
+        if url.startswith(("data:", "blob:", "about:")) or self._inside_root(url):
+            await route.continue_()
+        else:
+            await route.abort("blockedbyclient")
+
+    def _inside_root(self, url: str) -> bool:
+        parsed = urlparse(url)
+        if parsed.scheme != "file":
+            return False
+        path = os.path.realpath(unquote(parsed.path))
+        # Linked assets resolve outside the root: allow a path whose link inside the root exists.
+        inside = os.path.normpath(unquote(parsed.path)).startswith(self.root + os.sep)
+        return inside or path.startswith(self.root + os.sep)
+
+    async def _open_and_extract(self, context: Any) -> Any:
+        await context.route("**/*", self._allow_only_local)
+        page = await context.new_page()
+        try:
+            await page.goto(self.page_path.as_uri(), wait_until="load", timeout=self.timeout_s * 600)
+        except Exception as error:  # a load that never ends is still a page; a stuck script times out above
+            if "Timeout" not in type(error).__name__:
+                raise
+        await page.evaluate("document.fonts.ready.then(() => true)")
+        return await self.extract(page)
