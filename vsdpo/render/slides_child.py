@@ -10,10 +10,9 @@ that made or styled them.
 from __future__ import annotations
 
 import io
-import traceback
 from typing import Any
 
-from vsdpo.render import slides_trace
+from vsdpo.render import slides_trace, user_code
 from vsdpo.render.slides_text import layout_text_frame, resolve_color, theme_colors
 
 PIXELS_PER_INCH = 96
@@ -55,14 +54,7 @@ class _Capture:
 
 def user_error(error: BaseException) -> tuple[str, list[int]]:
     """'Type: message (line N)' and the user-code lines of the traceback, innermost last."""
-    lines: list[int] = []
-    if isinstance(error, SyntaxError) and error.filename == slides_trace.USER_FILENAME and error.lineno:
-        lines.append(error.lineno)
-    for frame in traceback.extract_tb(error.__traceback__):
-        if frame.filename == slides_trace.USER_FILENAME and frame.lineno and frame.lineno not in lines:
-            lines.append(frame.lineno)
-    message = f"{type(error).__name__}: {error}"
-    return (message + f" (line {lines[-1]})" if lines else message), lines
+    return user_code.user_error(error, slides_trace.USER_FILENAME)
 
 
 def warm_up() -> None:

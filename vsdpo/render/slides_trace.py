@@ -10,9 +10,10 @@ says what the line decided: ``create``, ``geometry``, ``text``, ``font`` or ``fi
 from __future__ import annotations
 
 import functools
-import sys
 from collections import defaultdict
 from typing import Any
+
+from vsdpo.render.user_code import innermost_line
 
 USER_FILENAME = "<slides>"
 _SHAPE_TAGS = ("}sp", "}pic", "}graphicFrame", "}cxnSp", "}grpSp")
@@ -25,12 +26,7 @@ _installed = False
 
 def user_line() -> int | None:
     """The line of the innermost frame that belongs to the user's program."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_filename == USER_FILENAME:
-            return frame.f_lineno
-        frame = frame.f_back
-    return None
+    return innermost_line(USER_FILENAME, skip=1)
 
 
 def xml_of(obj: Any, depth: int = 0) -> Any:
