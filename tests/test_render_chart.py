@@ -147,3 +147,49 @@ def test_chartmimic_sample_renders():
     report = render_corpus(corpus_files(CHARTMIMIC, sample_every=12), workers=2)
     assert report["runnable"] >= 30
     assert report["rate"] >= 0.95, report["failures"]
+
+
+TIGHT_INSIDE = """
+import matplotlib.pyplot as plt
+fig, ax = plt.subplots(figsize=(5, 3.5))
+ax.plot([1, 2, 3], [3, 1, 2], label="series")
+ax.set_title("inside")
+ax.legend()
+plt.tight_layout()
+plt.savefig("out.png", bbox_inches="tight", dpi=90)
+"""
+TIGHT_LEGEND_OUTSIDE = """
+import matplotlib.pyplot as plt
+fig, ax = plt.subplots(figsize=(5, 3.5))
+ax.plot([1, 2, 3], [3, 1, 2], label="a long series name")
+ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+plt.savefig("out.png", bbox_inches="tight", dpi=90)
+"""
+
+
+@pytest.mark.parametrize("code", [TIGHT_INSIDE, TIGHT_LEGEND_OUTSIDE], ids=["cropped", "beyond-figure"])
+def test_tight_pictures_have_savefigs_size_and_boxes_inside(code, tmp_path, monkeypatch):
+    """A tight picture cut from one draw (or left to savefig when content lies beyond the figure)
+    has the size savefig gives it, and its elements' boxes lie on it."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)  # the test's own run of the program (trusted test code) saves here
+    exec(compile(code, "<test>", "exec"), {})
+    expected = Image.open("out.png").size
+    plt.close("all")
+
+    result = render(code, "chart")
+    assert result.ok, result.error
+    assert (result.width, result.height) == expected
+    assert Image.open(io.BytesIO(result.image)).size == expected
+    texts = [e for e in result.elements if e.role == "text" and e.text]
+    assert texts
+    for element in texts:
+        x0, y0, x1, y1 = element.bbox
+        assert -1 <= x0 <= x1 <= expected[0] + 1 and -1 <= y0 <= y1 <= expected[1] + 1, element

@@ -6,25 +6,31 @@ renders the chosen figure to PNG with the program's own savefig options, and ret
 image, its size, and every element with its box in image pixels and its source lines.
 
 The figure is drawn once for both: the elements are measured on the canvas savefig has just drawn,
-before it is encoded, so the boxes are those of the picture (saving dpi, tight crop included).
+before it is encoded, so the boxes are those of the picture (saving dpi, tight crop included). A
+"tight" picture whose content lies within the figure is cut from one full-size draw rather than
+left to savefig, which would first spend a layout pass on finding the box.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import traceback
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 
+import matplotlib.image  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.layout_engine import ConstrainedLayoutEngine, PlaceHolderLayoutEngine  # noqa: E402
+from matplotlib.transforms import Affine2D  # noqa: E402
 
-from vsdpo.render import chart_trace  # noqa: E402
+from vsdpo.render import chart_trace, user_code  # noqa: E402
 from vsdpo.render.chart_elements import extract_elements  # noqa: E402
 
 MAX_PIXELS = 16_000_000
@@ -70,16 +76,7 @@ class _Capture:
 
 def user_error(error: BaseException) -> tuple[str, list[int]]:
     """'Type: message (line N)' and the user-code lines of the traceback, innermost last."""
-    lines: list[int] = []
-    if isinstance(error, SyntaxError) and error.filename == chart_trace.USER_FILENAME and error.lineno:
-        lines.append(error.lineno)
-    for frame in traceback.extract_tb(error.__traceback__):
-        if frame.filename == chart_trace.USER_FILENAME and frame.lineno and frame.lineno not in lines:
-            lines.append(frame.lineno)
-    message = f"{type(error).__name__}: {error}"
-    if lines:
-        message += f" (line {lines[-1]})"
-    return message, lines
+    return user_code.user_error(error, chart_trace.USER_FILENAME)
 
 
 def _save_dpi(figure: Figure, options: dict[str, Any]) -> float:
@@ -145,26 +142,24 @@ def render_chart_job(payload: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(figure.canvas, FigureCanvasAgg):
         FigureCanvasAgg(figure)  # a closed figure lost its canvas; give it one to draw on
     options = {**options, "dpi": _save_dpi(figure, options)}
-    image = io.BytesIO()
     try:
-        with _measured_on_draw(figure) as measured:
-            figure.savefig(image, format="png", pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL}, **options)
-        if "elements" not in measured:
-            raise RuntimeError("savefig did not draw the figure on an Agg canvas")
+        picture = None
+        if options.get("bbox_inches") == "tight":
+            picture = _tight_by_cropping(figure, options)
+        if picture is None:
+            picture = _saved_picture(figure, options)
     except MemoryError:
         raise
     except Exception as error:  # noqa: BLE001 - a figure that cannot be drawn is the program's failure
         message, lines = user_error(error)
         return {"ok": False, "error": f"drawing the figure failed: {message}", "error_lines": lines}
-    elements, size = measured["elements"], measured["size"]
-    png = image.getvalue()
+    png, elements, size = picture
     width, height = _png_size(png)
     return {"ok": True, "image": png, "width": width, "height": height, "elements": elements, "size": size}
 
 
-@contextlib.contextmanager
-def _measured_on_draw(figure: Figure):
-    """Measure ``figure``'s elements right after savefig's own draw of the picture.
+def _saved_picture(figure: Figure, options: dict[str, Any]) -> tuple[bytes, list[dict], tuple[int, int]]:
+    """PNG, elements and size of the figure as savefig renders it, measured on savefig's own draw.
 
     savefig draws through ``FigureCanvasAgg.draw`` and then encodes the canvas. Measured in between,
     the figure is at the saving dpi and, with bbox_inches="tight", already shifted to the cropped
@@ -172,16 +167,142 @@ def _measured_on_draw(figure: Figure):
     (for "tight" or a layout engine) never completes a draw and is not measured.
     """
     measured: dict[str, Any] = {}
+
+    def measure(renderer) -> None:
+        measured["elements"], measured["size"] = extract_elements(figure, renderer)
+
+    image = io.BytesIO()
+    with _after_draw(figure, measure), _without_placeholder_layout(figure):
+        figure.savefig(image, format="png", pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL}, **options)
+    if "elements" not in measured:
+        raise RuntimeError("savefig did not draw the figure on an Agg canvas")
+    return image.getvalue(), measured["elements"], measured["size"]
+
+
+def _tight_by_cropping(
+    figure: Figure, options: dict[str, Any]
+) -> tuple[bytes, list[dict], tuple[int, int]] | None:
+    """The bbox_inches="tight" picture as a crop of one full-size draw; None when it cannot be one.
+
+    savefig finds the tight box with a layout pass (a whole draw with rendering off) before its real
+    draw. The box measured after the real draw of the whole figure is the same, so when it lies within
+    the figure the picture is that draw cut to it. Content beyond the figure's edge (a legend placed
+    outside) widens the picture past the draw: None, and savefig does it.
+    """
+    layout_engine = figure.get_layout_engine()  # savefig switches it off for its draw
+    pad_inches = options.get("pad_inches")
+    whole = {name: value for name, value in options.items() if name not in ("bbox_inches", "pad_inches")}
+    measured: dict[str, Any] = {}
+
+    def measure(renderer) -> None:
+        crop = _tight_crop(figure, renderer, layout_engine, pad_inches)
+        if crop is None:
+            return
+        measured["elements"], measured["size"] = extract_elements(figure, renderer, crop)
+        pixels = _cut(np.asarray(renderer.buffer_rgba()), crop, to_rgba(figure.patch.get_facecolor()))
+        image = io.BytesIO()
+        matplotlib.image.imsave(
+            image,
+            pixels,
+            format="png",
+            origin="upper",
+            dpi=figure.dpi,
+            pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL},
+        )
+        measured["png"] = image.getvalue()
+
+    # The raw format encodes nothing: the PNG is made from the crop above.
+    with _after_draw(figure, measure), _without_placeholder_layout(figure):
+        figure.savefig(io.BytesIO(), format="raw", **whole)
+    if "png" not in measured:
+        return None
+    return measured["png"], measured["elements"], measured["size"]
+
+
+def _tight_crop(figure: Figure, renderer, layout_engine, pad_inches) -> tuple[int, int, int, int] | None:
+    """(left, top, width, height), in image pixels of the figure just drawn, of savefig's tight box
+    padded as savefig pads it; None when content lies beyond the figure or the padding cannot be
+    filled in (a see-through or edged figure background). The padding may reach past the figure."""
+    box = figure.get_tightbbox(renderer)
+    if box is None or not np.all(np.isfinite(box.extents)):
+        return None
+    dpi = figure.dpi
+    edge = 1e-6  # content on the figure's edge may poke past it by a float tick
+    x0, y0, x1, y1 = (float(value) * dpi for value in box.extents)
+    if x0 < -edge or y0 < -edge or x1 > figure.bbox.width + edge or y1 > figure.bbox.height + edge:
+        return None
+    if isinstance(layout_engine, ConstrainedLayoutEngine) and pad_inches == "layout":
+        w_pad, h_pad = layout_engine.get()["w_pad"], layout_engine.get()["h_pad"]
+    else:
+        if pad_inches in (None, "layout"):
+            pad_inches = matplotlib.rcParams["savefig.pad_inches"]
+        w_pad = h_pad = pad_inches
+    box = box.padded(w_pad, h_pad)
+    # savefig's canvas is the padded box scaled to the saving dpi, truncated to whole pixels but for a
+    # float tick below the next one (FigureCanvasBase.get_width_height); the same arithmetic, the same size.
+    width, height = (int(value + 1e-8) for value in Affine2D().scale(dpi).transform(box.size))
+    if width < 1 or height < 1:
+        return None
+    # savefig puts the box's lower-left corner at the bottom of its canvas: the crop starts where that
+    # lands in the whole draw (rows count down from the top of a canvas of renderer.height rows).
+    left = round(float(box.x0) * dpi)
+    top = round(renderer.height - float(box.y0) * dpi - height)
+    patch = figure.patch
+    if patch.get_linewidth() > 0 and to_rgba(patch.get_edgecolor())[3] > 0:
+        return None  # savefig draws the figure's edge around the picture, not around the figure
+    inside = left >= 0 and top >= 0 and left + width <= renderer.width and top + height <= renderer.height
+    if not inside and to_rgba(patch.get_facecolor())[3] < 1:
+        return None
+    return left, top, width, height
+
+
+def _cut(pixels: np.ndarray, crop: tuple[int, int, int, int], fill: tuple[float, ...]) -> np.ndarray:
+    """The ``crop`` window of the RGBA ``pixels``; where it reaches past them, the colour ``fill``
+    (savefig draws the figure's background over its whole canvas, padding included)."""
+    left, top, width, height = crop
+    rows, columns = pixels.shape[:2]
+    if left >= 0 and top >= 0 and left + width <= columns and top + height <= rows:
+        return pixels[top : top + height, left : left + width]
+    out = np.empty((height, width, 4), dtype=np.uint8)
+    out[:] = np.round(np.asarray(fill) * 255).astype(np.uint8)  # as Agg turns a colour into bytes
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + height, rows), min(left + width, columns)
+    if y1 > y0 and x1 > x0:
+        out[y0 - top : y1 - top, x0 - left : x1 - left] = pixels[y0:y1, x0:x1]
+    return out
+
+
+@contextlib.contextmanager
+def _without_placeholder_layout(figure: Figure):
+    """Save ``figure`` without the stand-in layout engine that ``tight_layout()`` leaves behind.
+
+    The stand-in lays nothing out, yet any layout engine makes savefig run a layout pass (a whole draw
+    with rendering off) before its draw; without it, a figure that is not saved "tight" is drawn once.
+    """
+    engine = figure.get_layout_engine()
+    if not isinstance(engine, PlaceHolderLayoutEngine):
+        yield
+        return
+    figure._layout_engine = None  # set_layout_engine("none") would put the stand-in back
+    try:
+        yield
+    finally:
+        figure._layout_engine = engine
+
+
+@contextlib.contextmanager
+def _after_draw(figure: Figure, measure):
+    """Call ``measure(renderer)`` right after each draw of ``figure`` on an Agg canvas."""
     original_draw = FigureCanvasAgg.draw
 
     def draw(canvas) -> None:
         original_draw(canvas)
         if canvas.figure is figure:
-            measured["elements"], measured["size"] = extract_elements(figure, canvas.get_renderer())
+            measure(canvas.get_renderer())
 
     FigureCanvasAgg.draw = draw
     try:
-        yield measured
+        yield
     finally:
         FigureCanvasAgg.draw = original_draw
 

@@ -43,22 +43,24 @@ TICK_CONFIG = {
 class _Frame:
     """Maps display coordinates (pixels, y up) of the figure as just drawn to image pixels (y down).
 
-    Measured right after savefig's draw, the figure is at the saving dpi and, for a tight box, already
-    cropped to it: only the vertical axis flips.
+    The figure is drawn at the saving dpi. For a tight box the picture is a crop of that draw whose
+    top-left corner is ``origin`` (in image pixels of the whole figure): boxes shift by it.
     """
 
-    def __init__(self, figure):
+    def __init__(self, figure, origin: tuple[int, int] = (0, 0)):
         self.height = float(figure.bbox.height)
+        self.left, self.top = origin
 
     def box(self, extent) -> tuple[float, float, float, float]:
-        x0, x1 = float(extent.x0), float(extent.x1)
-        y0, y1 = self.height - float(extent.y1), self.height - float(extent.y0)
+        x0, x1 = float(extent.x0) - self.left, float(extent.x1) - self.left
+        y0 = self.height - float(extent.y1) - self.top
+        y1 = self.height - float(extent.y0) - self.top
         return (round(x0, 2), round(y0, 2), round(x1, 2), round(y1, 2))
 
     def points(self, xy: np.ndarray) -> list[list[float]]:
         out = np.empty_like(xy, dtype=float)
-        out[:, 0] = xy[:, 0]
-        out[:, 1] = self.height - xy[:, 1]
+        out[:, 0] = xy[:, 0] - self.left
+        out[:, 1] = self.height - xy[:, 1] - self.top
         return np.round(out, 1).tolist()
 
 
@@ -239,13 +241,16 @@ def _tick_labels(collector: _Collector, ax, axes_id: str, axes_face: str) -> Non
         )
 
 
-def extract_elements(figure, renderer) -> tuple[list[dict], tuple[int, int]]:
+def extract_elements(
+    figure, renderer, crop: tuple[int, int, int, int] | None = None
+) -> tuple[list[dict], tuple[int, int]]:
     """List the elements of ``figure`` as ``renderer`` has just drawn it for the picture.
 
-    Returns (elements, (width, height) in image pixels). Call it between savefig's draw and its
-    encoding (chart_child does), when display coordinates are the picture's pixels.
+    Returns (elements, (width, height) in image pixels). Call it right after the draw of the picture
+    (chart_child does), when display coordinates are pixels at the saving dpi. ``crop`` (left, top,
+    width, height in image pixels of the drawn figure) is the part of the draw that is the picture.
     """
-    frame = _Frame(figure)
+    frame = _Frame(figure, crop[:2] if crop else (0, 0))
     figure_face = _hex(figure.get_facecolor(), "#ffffff") or "#ffffff"
     collector = _Collector(figure, renderer, frame, figure_face)
     for axes_index, ax in enumerate(figure.axes):
@@ -281,4 +286,6 @@ def extract_elements(figure, renderer) -> tuple[list[dict], tuple[int, int]]:
             collector.text(text, f"figure.{name.strip('_')}", set(), None, figure_face)
     for index, legend in enumerate(figure.legends):
         _legend(collector, legend, f"figure.legend{index}", None, figure_face)
+    if crop:
+        return collector.elements, (crop[2], crop[3])
     return collector.elements, (round(float(figure.bbox.width)), round(float(figure.bbox.height)))

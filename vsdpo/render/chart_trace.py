@@ -10,8 +10,9 @@ Tick labels are created lazily at draw time; they are blamed on the lines that c
 from __future__ import annotations
 
 import functools
-import sys
 from typing import Any
+
+from vsdpo.render.user_code import innermost_line
 
 USER_FILENAME = "<chart>"
 LINES_ATTR = "_vsdpo_lines"
@@ -37,12 +38,7 @@ _state = {"drawing": 0}
 
 def user_line() -> int | None:
     """Line of the innermost frame of the user's program on the current stack, if any."""
-    frame = sys._getframe(2)
-    while frame is not None:
-        if frame.f_code.co_filename == USER_FILENAME:
-            return frame.f_lineno
-        frame = frame.f_back
-    return None
+    return innermost_line(USER_FILENAME, skip=2)
 
 
 def record(artist: Any, line: int, method: str | None = None) -> None:
