@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import zlib
 
 import pytest
 import torch
@@ -30,10 +31,10 @@ def run(case, config, impl, grad_in_forward=True):
 def assert_matches(out, grad_hs, grad_w, expected, bound):
     loss = float(out.loss.detach())
     assert abs(loss - float(expected["loss"])) <= bound * max(1.0, abs(float(expected["loss"])))
-    assert (
-        rel_err(out.pg_loss.reshape(1), expected["pg"].reshape(1)) < bound
-        or abs(float(expected["pg"])) < 1e-9
-    )
+    # The aggregated terms sum values of both signs: compare on the scale of 1, not of the sum.
+    for name, key in (("pg_loss", "pg"), ("sd_loss", "sd")):
+        got, want = float(getattr(out, name)), float(expected[key])
+        assert abs(got - want) <= bound * max(1.0, abs(want)), (name, got, want)
     assert rel_err(out.logprobs, expected["logp"]) < bound
     assert rel_err(out.entropy, expected["ent"]) < bound
     if float(expected["div"].norm()) > 1e-4:
@@ -50,7 +51,7 @@ def assert_matches(out, grad_hs, grad_w, expected, bound):
 @pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
 @pytest.mark.parametrize("loss_type", ["grpo", "bnpo", "dr_grpo", "dapo"])
 def test_matches_oracle_all_terms(impl, beta, loss_type):
-    case = make_case(seed=hash((beta, loss_type)) % 1000)
+    case = make_case(seed=zlib.crc32(f"{beta}-{loss_type}".encode()) % 1000)  # the same in every run
     config = SDPOLossConfig(
         beta=beta, loss_type=loss_type, kl_beta=0.05, temperature=0.8, sd_weight=0.7, pg_weight=1.3
     )
