@@ -125,13 +125,6 @@ def _concat(parts: list[Stats]) -> Stats:
     return Stats(**{name: cat(name) for name in ("logp", "entropy", "lse_s", "lse_t", "divergence", "G")})
 
 
-def _slice(st: Stats, t0: int, t1: int) -> Stats:
-    part = lambda t: None if t is None else t[t0:t1]
-    return Stats(
-        part(st.logp), part(st.entropy), part(st.lse_s), part(st.lse_t), part(st.divergence), part(st.G)
-    )
-
-
 def stats(hs, ht, weight, targets, *, temperature: float, beta: float) -> Stats:
     sweep = _Sweep(hs, ht, weight, temperature, beta)
     return _concat([sweep.stats(*sweep.logits(t0, t1), targets[t0:t1]) for t0, t1 in sweep.chunks()])
@@ -143,9 +136,7 @@ def grads(hs, ht, weight, targets, st: Stats, a, b, *, temperature: float, beta:
     grad_hs, grad_w = sweep.gradient_buffers()
     for t0, t1 in sweep.chunks():
         zs, zt = sweep.logits(t0, t1)
-        sweep.backward(
-            zs, zt, targets[t0:t1], _slice(st, t0, t1), a[t0:t1], b[t0:t1], t0, t1, grad_hs, grad_w
-        )
+        sweep.backward(zs, zt, targets[t0:t1], st.rows(t0, t1), a[t0:t1], b[t0:t1], t0, t1, grad_hs, grad_w)
     return grad_hs, grad_w
 
 

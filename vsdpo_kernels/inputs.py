@@ -28,10 +28,6 @@ class LossInputs:
     mask: torch.Tensor  # [B, T] bool
     num_items_in_batch: float | None
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        return tuple(self.mask.shape)
-
     def valid_index(self) -> torch.Tensor:
         return self.mask.reshape(-1).nonzero().squeeze(1)
 

@@ -15,14 +15,15 @@ and the full gradient w.r.t. the student's raw logits is
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
 
 @dataclass
 class Stats:
-    """Float32 ``[n]`` tensors over the valid tokens. Teacher fields are None without a teacher."""
+    """Float32 ``[n]`` tensors over the valid tokens. Teacher fields (``G`` included, for every beta)
+    are None without a teacher."""
 
     logp: torch.Tensor
     entropy: torch.Tensor
@@ -31,17 +32,17 @@ class Stats:
     divergence: torch.Tensor | None = None
     G: torch.Tensor | None = None
 
+    def rows(self, start: int, stop: int) -> Stats:
+        """The statistics of tokens ``start:stop`` (views)."""
+        part = lambda t: None if t is None else t[start:stop]
+        return Stats(*(part(getattr(self, f.name)) for f in fields(self)))
+
 
 def mixture_logs(beta: float) -> tuple[float, float]:
     """``(log(1-beta), log(beta))`` for the mixture ``m = (1-beta) ps + beta pt``; finite for 0 < beta < 1."""
     return math.log1p(-beta), math.log(beta)
 
 
-def divergence_grad_sum(beta: float, divergence: torch.Tensor, G: torch.Tensor | None) -> torch.Tensor:
-    """``G`` of the formula above for the two end points, where no extra pass computes it."""
-    if beta == 0:
-        return torch.full_like(divergence, -1.0)
-    if beta == 1:
-        return divergence
-    assert G is not None
-    return G
+def endpoint_grad_sum(beta: float, divergence: torch.Tensor) -> torch.Tensor:
+    """``G`` of the formula above for beta in {0, 1}, where it follows from ``D`` without another pass."""
+    return torch.full_like(divergence, -1.0) if beta == 0 else divergence

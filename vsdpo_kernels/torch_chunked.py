@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from vsdpo_kernels.stats import Stats, divergence_grad_sum, mixture_logs
+from vsdpo_kernels.stats import Stats, endpoint_grad_sum, mixture_logs
 
 TOKEN_BLOCK = 1024
 VOCAB_BLOCK = 4096
@@ -87,8 +87,13 @@ def stats(hs, ht, weight, targets, *, temperature: float, beta: float) -> Stats:
                 out.divergence[t0:t1] = cross / l_t - lse_t + lse_s
             elif beta == 1:
                 out.divergence[t0:t1] = cross / l_s - lse_s + lse_t
-    if ht is not None and 0 < beta < 1:
-        out.divergence, out.G = _mixture_divergence(hs, ht, weight, out, temperature=temperature, beta=beta)
+    if ht is not None:
+        if 0 < beta < 1:
+            out.divergence, out.G = _mixture_divergence(
+                hs, ht, weight, out, temperature=temperature, beta=beta
+            )
+        else:
+            out.G = endpoint_grad_sum(beta, out.divergence)
     return out
 
 
@@ -116,9 +121,9 @@ def _mixture_divergence(hs, ht, weight, st: Stats, *, temperature, beta):
     return divergence, G
 
 
-def logits_grad_block(zs, zt, y_local, st_slice, a, b, *, beta, temperature):
+def logits_grad_block(zs, zt, y_local, st: Stats, a, b, *, beta, temperature):
     """``dZ`` of one block (see stats.py); ``y_local`` is the target's column in the block or -1."""
-    lse_s, lse_t, divergence, G = st_slice
+    lse_s, lse_t, G = st.lse_s, st.lse_t, st.G
     ps = torch.exp(zs - lse_s[:, None])
     dz = -a[:, None] * ps
     rows = torch.arange(zs.shape[0], device=zs.device)
@@ -132,8 +137,7 @@ def logits_grad_block(zs, zt, y_local, st_slice, a, b, *, beta, temperature):
         else:
             ps, ls, _, _, lm = _mixture_terms(zs, zt, lse_s, lse_t, beta)
             g = (1 - beta) * ps * (ls - lm)
-        G_full = divergence_grad_sum(beta, divergence, G)
-        dz += b[:, None] * (g - ps * G_full[:, None])
+        dz += b[:, None] * (g - ps * G[:, None])
     return dz / temperature
 
 
@@ -146,19 +150,14 @@ def grads(hs, ht, weight, targets, st: Stats, a, b, *, temperature: float, beta:
         hs_c = hs[t0:t1].to(dtype)
         ht_c = None if ht is None else ht[t0:t1]
         y = targets[t0:t1]
-        st_slice = (
-            st.lse_s[t0:t1],
-            None if st.lse_t is None else st.lse_t[t0:t1],
-            None if st.divergence is None else st.divergence[t0:t1],
-            None if st.G is None else st.G[t0:t1],
-        )
+        st_rows = st.rows(t0, t1)
         for v0, v1 in _blocks(V, VOCAB_BLOCK):
             w_block = weight[v0:v1].to(dtype)
             zs = (hs_c @ w_block.T) / temperature
             zt = None if ht_c is None else _logits(ht_c, w_block, temperature)
             y_local = torch.where((y >= v0) & (y < v1), y - v0, torch.full_like(y, -1))
             dz = logits_grad_block(
-                zs, zt, y_local, st_slice, a[t0:t1], b[t0:t1], beta=beta, temperature=temperature
+                zs, zt, y_local, st_rows, a[t0:t1], b[t0:t1], beta=beta, temperature=temperature
             )
             grad_hs[t0:t1] += dz @ w_block
             grad_w[v0:v1] += dz.T @ hs_c

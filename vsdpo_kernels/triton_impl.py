@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import triton
 
-from vsdpo_kernels.stats import Stats, mixture_logs
+from vsdpo_kernels.stats import Stats, endpoint_grad_sum, mixture_logs
 from vsdpo_kernels.triton_backward import sdpo_backward_kernel
 from vsdpo_kernels.triton_mixture import sdpo_mixture_kernel
 from vsdpo_kernels.triton_stats import sdpo_stats_kernel
@@ -111,7 +111,7 @@ def stats(hs, ht, weight, targets, *, temperature: float, beta: float) -> Stats:
                 num_warps=warps,
             )
         else:
-            out.G = torch.full_like(out.divergence, -1.0) if beta == 0 else out.divergence
+            out.G = endpoint_grad_sum(beta, out.divergence)
     return out
 
 
