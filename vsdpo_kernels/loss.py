@@ -10,6 +10,7 @@ backward only scales them (``grad_in_forward``); the alternative recomputes them
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 
 import torch
@@ -38,13 +39,10 @@ def resolve_impl(impl: str, device: torch.device) -> str:
     if impl != "auto":
         if impl == "cpu" and device.type != "cpu":
             raise ValueError(f"impl='cpu': expected CPU tensors, got tensors on {device}")
-        if impl == "triton" and device.type != "cuda":
-            import os
-
-            if os.environ.get("TRITON_INTERPRET") != "1":
-                raise ValueError(
-                    f"impl='triton': expected CUDA tensors (or TRITON_INTERPRET=1 for CPU tests), got {device}"
-                )
+        if impl == "triton" and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ValueError(
+                f"impl='triton': expected CUDA tensors (or TRITON_INTERPRET=1 for CPU tests), got {device}"
+            )
         return impl
     if device.type == "cuda":
         return "triton"
