@@ -24,7 +24,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 def make_inputs(B, T, D, V, dtype, device, seed=0):
     g = torch.Generator(device="cpu").manual_seed(seed)
-    hs = (torch.randn(B, T, D, generator=g)).to(device=device, dtype=dtype)
+    hs = torch.randn(B, T, D, generator=g).to(device=device, dtype=dtype)
     weight = (torch.randn(V, D, generator=g) / D**0.5).to(device=device, dtype=dtype)
     ht = (hs.float() + 0.5 * torch.randn(B, T, D, generator=g).to(device)).to(dtype)
     targets = torch.randint(0, V, (B, T), generator=g).to(device)
