@@ -1,5 +1,6 @@
-"""Test-wide set-up: Triton runs through its interpreter when no GPU is present, and the `gpu` and
-`browser` markers skip where their hardware or program is missing."""
+"""Test-wide set-up: Triton runs through its interpreter when no GPU is present, the `gpu` and
+`browser` markers skip where their hardware or program is missing, and the session's Hugging Face
+checkpoint folders."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ if not _HAS_CUDA:
 
 import pytest  # noqa: E402
 
+# The full sandbox needs root (SECURITY.md). Elsewhere the suite runs its programs in the weaker one,
+# by choice; the tests of the sandbox's layers skip there.
+if os.geteuid() != 0:
+    os.environ.setdefault("VSDPO_SANDBOX_ALLOW_WEAK", "1")
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -29,3 +35,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
         if "browser" in item.keywords and CHROMIUM is None:
             item.add_marker(skip_browser)
+
+
+# Small Hugging Face checkpoint folders (tests/hf_checkpoints.py), written once per session for every
+# test that loads a model the way a downloaded one loads.
+@pytest.fixture(scope="session")
+def qwen3_folder(tmp_path_factory):
+    from hf_checkpoints import make_qwen3_checkpoint
+
+    return make_qwen3_checkpoint(tmp_path_factory.mktemp("qwen3"))
+
+
+@pytest.fixture(scope="session")
+def qwen3_vl_folder(tmp_path_factory):
+    from hf_checkpoints import make_qwen3_vl_checkpoint
+
+    return make_qwen3_vl_checkpoint(tmp_path_factory.mktemp("qwen3-vl"))

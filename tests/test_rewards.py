@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+import vsdpo.render
 from vsdpo import rewards
 from vsdpo.render.types import Defect, RenderResult
 from vsdpo.rewards import RewardConfig, VisualReward, combine
@@ -55,8 +56,6 @@ def test_trl_interface_takes_conversations(monkeypatch):
     def fake_render(code, kind, *, timeout_s=20, width=None, height=None):
         seen.append((code, kind))
         return rendered() if "fine" in code else rendered(ok=False)
-
-    import vsdpo.render
 
     monkeypatch.setattr(vsdpo.render, "render", fake_render)
     reward = VisualReward(kind="chart")

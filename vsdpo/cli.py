@@ -18,7 +18,8 @@ SUBCOMMANDS: dict[str, str] = {
     "render": "vsdpo.render.cli",
     "lint": "vsdpo.render.cli",
     "eval": "vsdpo.metrics.cli",
-    "train": "vsdpo.train",
+    "train": "vsdpo.train.cli",
+    "compare": "vsdpo.compare",
 }
 
 
@@ -43,10 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    if getattr(args, "takes_overrides", False):  # `vsdpo train`: every other flag is a config key
+        return int(args.func(args, extra) or 0)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return int(args.func(args) or 0)
 
 

@@ -5,11 +5,13 @@ Nothing is downloaded. The tokenizer is trained with the ``tokenizers`` library 
 built-in chart programs and prompts plus the teacher-feedback template, then cached as JSON under the
 cache folder (it takes about a second to rebuild). The processor is transformers' own
 ``Qwen3VLProcessor`` around its PIL ``Qwen2VLImageProcessorPil``, so images go through the same
-patching, resizing and grid bookkeeping as with the real 8B model.
+patching, resizing and grid bookkeeping as with the real 8B model; it leaves out the video processor
+(``image_only``), as ``vsdpo.train.model`` does for a checkpoint's processor where torchvision is missing.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -80,8 +82,37 @@ def build_tokenizer(cache_dir: str | Path, vocab_size: int = 1024):
     return tokenizer
 
 
+class ImageOnlyProcessor:
+    """Mixed into a vision-language processor class, leaves out its video processor.
+
+    transformers builds and loads a video processor only with torchvision, which cannot be installed
+    beside the CPU build of torch; images and text need none. ``ProcessorMixin`` builds, loads,
+    type-checks and saves exactly the parts ``get_attributes`` lists, so the video processor is dropped
+    there, and ``from_pretrained`` reads a checkpoint (folder or hub id) less its video part. Passing
+    videos to such a processor is an error; everything else works as with the full processor.
+    """
+
+    @classmethod
+    def get_attributes(cls):
+        return [name for name in super().get_attributes() if name != "video_processor"]
+
+
+@functools.cache
+def image_only(processor_class: type) -> type:
+    """``processor_class`` (``Qwen3VLProcessor``, say) less its video processor: ``ImageOnly<name>``."""
+    attributes = processor_class.get_attributes()
+    # ProcessorMixin pairs the parts passed to it with the listed attributes in order, so only a
+    # trailing video processor can be dropped without shifting the parts after it.
+    if "video_processor" in attributes and attributes[-1] != "video_processor":
+        raise TypeError(
+            f"{processor_class.__name__} takes its video processor before other parts ({attributes}); "
+            "it cannot be built without one (install torchvision)"
+        )
+    return type(f"ImageOnly{processor_class.__name__}", (ImageOnlyProcessor, processor_class), {})
+
+
 def build_processor(tokenizer, image_max_pixels: int = 128 * 96, image_min_pixels: int = 32 * 32):
-    """transformers' Qwen3-VL processor with a small image budget (patch 16, merge 2)."""
+    """transformers' Qwen3-VL processor with a small image budget (patch 16, merge 2), images and text only."""
     from transformers import Qwen3VLProcessor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -94,20 +125,8 @@ def build_processor(tokenizer, image_max_pixels: int = 128 * 96, image_min_pixel
         image_mean=[0.5, 0.5, 0.5],
         image_std=[0.5, 0.5, 0.5],
     )
-
-    class ImageOnlyQwen3VLProcessor(Qwen3VLProcessor):
-        """Qwen3-VL's processor without a video processor (which needs torchvision): images and text only."""
-
-        def check_argument_for_proper_class(self, argument_name, argument):
-            if argument_name == "video_processor" and argument is None:
-                return None
-            return super().check_argument_for_proper_class(argument_name, argument)
-
-    return ImageOnlyQwen3VLProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        video_processor=None,
-        chat_template=CHAT_TEMPLATE,
+    return image_only(Qwen3VLProcessor)(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE
     )
 
 

@@ -1,15 +1,18 @@
 """CPU implementation: chunks of tokens against the whole vocabulary, the products through torch's
-GEMM, and everything between them (softmaxes, divergence, dL/dlogits) fused in C++ (csrc/).
+GEMM, and everything between them (softmaxes, divergence, dL/dlogits) fused in C++ (``csrc/sdpo_cpu.cpp``).
 
 Per chunk of ``CHUNK_TOKENS`` tokens it holds one ``[chunk, V]`` float32 block for the student and
 one for the teacher: the four products ``hs@W.T``, ``ht@W.T``, ``dZ@W``, ``dZ.T@hs`` run once each
 and the C++ epilogue reads each block two or three times while it is hot. ``fused`` finishes the
-gradients of a chunk before the next (the loss is the last node of the graph).
+gradients of a chunk before the next (the loss is the last node of the graph): this backend meets
+``FusedBackend`` of backend.py. The extension is built (or loaded from torch's cache) on first use.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -18,10 +21,39 @@ import torch
 from vsdpo_kernels.stats import Stats
 
 CHUNK_TOKENS = 256
-_SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "sdpo_cpu.cpp"
+# Shipped inside the package (package data), so that every kind of install can build it.
+_SOURCE = Path(__file__).resolve().parent / "csrc" / "sdpo_cpu.cpp"
 _extension = None
 _failure: str | None = None
 _warned = False
+
+
+def _compiler_flags() -> list[str]:
+    flags = ["-O3", "-ffast-math", "-fopenmp"]
+    if os.environ.get("VSDPO_CPU_NATIVE", "1") == "1":
+        flags.append("-march=native")
+    return flags
+
+
+def _staged_source(source: bytes, flags: list[str]) -> tuple[str, Path]:
+    """The extension's name and a copy of its source in a build folder named by what the build
+    depends on (source, flags, the torch and the Python it compiles against), not by where this package
+    lies: a checkout, a wheel and an editable install of the same kernel share one build in torch's cache."""
+    from torch.utils.cpp_extension import get_default_build_root
+
+    torch_folder = str(Path(torch.__file__).resolve().parent)
+    against = [" ".join(flags), torch.__version__, torch_folder, sys.version, sys.base_prefix]
+    key = hashlib.sha256(b"\0".join([source, *(part.encode() for part in against)])).hexdigest()[:16]
+    name = f"vsdpo_sdpo_cpu_{key}"
+    folder = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    staged = folder / _SOURCE.name
+    # Written only when missing or stale: ninja compares modification times.
+    if not staged.is_file() or staged.read_bytes() != source:
+        tmp = staged.with_suffix(f".{os.getpid()}.tmp")  # several processes may build at once
+        tmp.write_bytes(source)
+        tmp.replace(staged)
+    return name, staged
 
 
 def load():
@@ -32,18 +64,21 @@ def load():
     if _failure is not None:
         raise RuntimeError(_failure)
     try:
-        if not _SOURCE.exists():
+        try:
+            source = _SOURCE.read_bytes()
+        except FileNotFoundError:
             raise FileNotFoundError(
-                f"C++ source not found at {_SOURCE} (install from a checkout, pip install -e .)"
-            )
+                f"C++ source not found at {_SOURCE}: this install of vsdpo_kernels lacks its csrc/ package data"
+            ) from None
+        # Imported here: the build machinery is only needed when this backend is used.
         from torch.utils.cpp_extension import load as load_extension
 
-        flags = ["-O3", "-ffast-math", "-fopenmp"]
-        if os.environ.get("VSDPO_CPU_NATIVE", "1") == "1":
-            flags.append("-march=native")
+        flags = _compiler_flags()
+        name, staged = _staged_source(source, flags)
         _extension = load_extension(
-            name="vsdpo_sdpo_cpu",
-            sources=[str(_SOURCE)],
+            name=name,
+            sources=[str(staged)],
+            build_directory=str(staged.parent),
             extra_cflags=flags,
             extra_ldflags=["-fopenmp"],
             verbose=os.environ.get("VSDPO_VERBOSE_BUILD") == "1",

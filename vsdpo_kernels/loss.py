@@ -1,67 +1,33 @@
-"""The public entry points: ``fused_linear_sdpo_loss`` and ``linear_logprobs``.
+"""The public entry points: ``fused_linear_sdpo_loss`` (or ``fused_linear_sdpo_loss_from`` with one
+``LossInputs``) and ``linear_logprobs``.
 
-One ``autograd.Function`` wires every fused implementation: a backend reduces the vocabulary to
-per-token statistics (``stats``) and, given the per-token coefficients ``a = dL/dlogp`` and
-``b = dL/dD``, produces the gradients w.r.t. the hidden states and the weight (``grads``). The loss is
-the graph's last node, so by default the gradients are computed in the forward pass and the
-backward only scales them (``grad_in_forward``); the alternative recomputes them in the backward.
+One ``autograd.Function`` wires every fused implementation through the ``Backend`` contract
+(backend.py): a backend reduces the vocabulary to per-token statistics (``stats``) and, given the
+per-token coefficients ``a = dL/dlogp`` and ``b = dL/dD`` (terms.py), produces the gradients w.r.t.
+the hidden states and the weight (``grads``). The loss is the graph's last node, so by default the
+gradients are computed in the forward pass and the backward only scales them (``grad_in_forward``);
+the alternative recomputes them in the backward.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
-from types import ModuleType
-
 import torch
 
-from vsdpo_kernels.config import IMPLS, SDPOLossConfig, SDPOLossOutput
-from vsdpo_kernels.inputs import check_inputs
+from vsdpo_kernels.backend import Backend, FusedBackend, load_backend, resolve_impl
+from vsdpo_kernels.config import SDPOLossConfig, SDPOLossOutput
+from vsdpo_kernels.inputs import LossInputs, check_inputs
 from vsdpo_kernels.reference import reference_sdpo_loss
 from vsdpo_kernels.stats import Stats
 from vsdpo_kernels.terms import Coefficients
 
-_BACKEND_MODULES = {
-    "torch": "vsdpo_kernels.torch_chunked",
-    "cpu": "vsdpo_kernels.cpu",
-    "triton": "vsdpo_kernels.triton_impl",
-}
-
-
-def _backend(impl: str) -> ModuleType:
-    return importlib.import_module(_BACKEND_MODULES[impl])
-
-
-def resolve_impl(impl: str, device: torch.device) -> str:
-    """The implementation ``impl`` names, with ``auto`` resolved for ``device``."""
-    if impl not in IMPLS:
-        raise ValueError(f"impl: expected one of {IMPLS}, got {impl!r}")
-    if impl != "auto":
-        if impl == "cpu" and device.type != "cpu":
-            raise ValueError(f"impl='cpu': expected CPU tensors, got tensors on {device}")
-        if impl == "triton" and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-            raise ValueError(
-                f"impl='triton': expected CUDA tensors (or TRITON_INTERPRET=1 for CPU tests), got {device}"
-            )
-        return impl
-    if device.type == "cuda":
-        return "triton"
-    if device.type == "cpu":
-        from vsdpo_kernels import cpu
-
-        if cpu.available(warn=True):
-            return "cpu"
-    return "torch"
-
 
 class _FusedSDPOLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hs, weight, ht, targets, backend, coefficients, config, grad_in_forward):
+    def forward(ctx, hs, weight, ht, targets, backend: Backend, coefficients, config, grad_in_forward):
         beta, temperature = config.beta, config.temperature
         needs_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        fused = getattr(backend, "fused", None)
-        if needs_grad and grad_in_forward and fused is not None:
-            st, coeff, grad_hs, grad_w = fused(
+        if needs_grad and grad_in_forward and isinstance(backend, FusedBackend):
+            st, coeff, grad_hs, grad_w = backend.fused(
                 hs, ht, weight, targets, coefficients, temperature=temperature, beta=beta
             )
         else:
@@ -150,13 +116,9 @@ def fused_linear_sdpo_loss(
     "triton" on CUDA and "cpu" on CPU tensors; only "reference" materialises the logits.
     ``grad_in_forward=False`` recomputes the gradients in the backward instead of holding them from
     the forward (no float32 [V, D] buffer between the two passes; more compute). See
-    ``SDPOLossConfig`` for the maths.
+    ``SDPOLossConfig`` for the maths and ``LossInputs`` for the shapes and defaults of the tensors.
     """
-    if not isinstance(config, SDPOLossConfig):
-        raise TypeError(f"config: expected an SDPOLossConfig, got {type(config).__name__}")
-    if isinstance(num_items_in_batch, torch.Tensor):
-        num_items_in_batch = float(num_items_in_batch.item())
-    inputs = check_inputs(
+    inputs = LossInputs(
         student_hidden,
         weight,
         targets,
@@ -167,45 +129,44 @@ def fused_linear_sdpo_loss(
         credit=credit,
         mask=mask,
         num_items_in_batch=num_items_in_batch,
-        kl_beta=config.kl_beta,
     )
+    return fused_linear_sdpo_loss_from(inputs, config=config, impl=impl, grad_in_forward=grad_in_forward)
+
+
+def fused_linear_sdpo_loss_from(
+    inputs: LossInputs,
+    *,
+    config: SDPOLossConfig = SDPOLossConfig(),
+    impl: str = "auto",
+    grad_in_forward: bool = True,
+) -> SDPOLossOutput:
+    """``fused_linear_sdpo_loss`` with its tensors in one ``LossInputs``."""
+    if not isinstance(config, SDPOLossConfig):
+        raise TypeError(f"config: expected an SDPOLossConfig, got {type(config).__name__}")
+    inputs = check_inputs(inputs, kl_beta=config.kl_beta)
+    student_hidden, weight = inputs.student_hidden, inputs.weight
     impl = resolve_impl(impl, student_hidden.device)
     if impl == "reference":
-        loss, pg, sd, logp, div, ent, clip = reference_sdpo_loss(
-            student_hidden,
-            weight,
-            inputs.targets,
-            teacher_hidden=teacher_hidden,
-            advantages=inputs.advantages,
-            old_logprobs=inputs.old_logprobs,
-            ref_logprobs=inputs.ref_logprobs,
-            credit=inputs.credit,
-            mask=inputs.mask,
-            num_items_in_batch=inputs.num_items_in_batch,
-            config=config,
-        )
-        return SDPOLossOutput(loss, pg, sd, logp, div, ent, clip)
+        return SDPOLossOutput(*reference_sdpo_loss(inputs, config))
 
-    B, T, D = student_hidden.shape
+    B, T = student_hidden.shape[:2]
     valid = inputs.valid_index()
     n_valid = valid.numel()
-    all_valid = n_valid == B * T
-    flat = lambda t: t.reshape(B * T, -1) if all_valid else t.reshape(B * T, -1)[valid]
-    hs = flat(student_hidden)
-    ht = None if teacher_hidden is None else flat(teacher_hidden)
-    y = inputs.targets.reshape(-1) if all_valid else inputs.targets.reshape(-1)[valid]
-    coefficients = Coefficients(inputs, config, valid)
     if n_valid == 0:
         zero = (student_hidden.sum() * 0.0 + weight.sum() * 0.0).float()
         z = student_hidden.new_zeros((B, T), dtype=torch.float32)
         return SDPOLossOutput(zero, zero.detach(), zero.detach(), z, z.clone(), z.clone(), zero.detach())
+    all_valid = n_valid == B * T
+    flat = lambda t: t.reshape(B * T, -1) if all_valid else t.reshape(B * T, -1)[valid]
+    ht = None if inputs.teacher_hidden is None else flat(inputs.teacher_hidden).contiguous()
+    y = inputs.targets.reshape(-1) if all_valid else inputs.targets.reshape(-1)[valid]
     loss, pg, sd, clipped, logp, entropy, divergence = _FusedSDPOLoss.apply(
-        hs.contiguous(),
+        flat(student_hidden).contiguous(),
         weight,
-        None if ht is None else ht.contiguous(),
+        ht,
         y.contiguous(),
-        _backend(impl),
-        coefficients,
+        load_backend(impl),
+        Coefficients(inputs, config, valid),
         config,
         grad_in_forward,
     )
@@ -222,7 +183,7 @@ def fused_linear_sdpo_loss(
 
 class _LinearLogprobs(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hs, weight, targets, backend, temperature):
+    def forward(ctx, hs, weight, targets, backend: Backend, temperature):
         st: Stats = backend.stats(hs, None, weight, targets, temperature=temperature, beta=0.0)
         ctx.save_for_backward(hs, weight, targets, st.lse_s)
         ctx.backend, ctx.temperature = backend, temperature
@@ -261,7 +222,7 @@ def linear_logprobs(
     """
     if not temperature > 0:
         raise ValueError(f"temperature: expected > 0, got {temperature!r}")
-    inputs = check_inputs(hidden, weight, targets)
+    inputs = check_inputs(LossInputs(hidden, weight, targets))
     impl = resolve_impl(impl, hidden.device)
     B, T, D = hidden.shape
     if impl == "reference":
@@ -274,7 +235,7 @@ def linear_logprobs(
         hidden.reshape(B * T, D).contiguous(),
         weight,
         inputs.targets.reshape(-1),
-        _backend(impl),
+        load_backend(impl),
         float(temperature),
     )
     return logp.reshape(B, T), entropy.reshape(B, T)

@@ -1,5 +1,6 @@
 """Chunked PyTorch implementation: tokens and vocabulary in blocks, never more than one block of
-logits (``token_block x vocab_block``) alive. Works on any device; the maths of ``stats.py``.
+logits (``token_block x vocab_block``) alive. Works on any device; the maths of ``stats.py``, behind
+the ``Backend`` contract of backend.py.
 
 Pass 1 runs an online log-sum-exp over vocabulary blocks for student and teacher, with the running
 sums that give the entropy and, for beta in {0, 1}, the divergence. Pass 2 (general beta only) needs

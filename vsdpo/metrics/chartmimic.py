@@ -1,22 +1,46 @@
 """ChartMimic's low-level scores between a generated and a reference matplotlib program.
 
 ChartMimic (Yang et al., ICLR 2025, arXiv 2406.09961) scores chart-to-code outputs with four
-evaluators, each a precision/recall/F1 between what the two programs draw:
+evaluators, each a precision/recall/F1 between what the two programs draw. The definitions are those
+of its code (``chart2code/utils/evaluator/``: ``text_evaluator.py``, ``layout_evaluator.py``,
+``chart_type_evaluator.py``, ``color_evaluator.py`` with ``color_utils.py``), including where they are
+odd; what each run records is described in :mod:`vsdpo.metrics.chartmimic_trace`.
 
-- **text**: the strings the figure draws (title, labels, legend, annotations; tick labels removed),
-  matched as a multiset of exact strings;
-- **layout**: per gridded axes the grid shape and the rows and columns it spans, matched as a
-  multiset;
+- **text**: the strings drawn into PDFs (tick labels removed before the final save), matched as a
+  multiset of exact strings;
+- **layout**: per gridded axes the grid shape and the rows and columns it spans, as a multiset;
 - **type**: the plotting functions called (outermost calls only) with their counts; matches are
   ``min(count_gen, count_ref)`` per function;
-- **color**: per plotting function the set of colours it drew; within each function the two sets are
+- **color**: per plotting function the colours it drew; within each function the two lists are
   matched one-to-one to maximise the summed similarity ``max(0, 1 - CIEDE2000 / 100)`` (colormap
   names match only by equal name), and precision and recall divide the summed similarity over all
   functions by the number of generated and of reference colours.
 
-When either side records nothing, that score is 0, as in ChartMimic's evaluators. A generated
-program that does not run scores 0 on all four. Both programs run in the render sandbox with the
-tracer of :mod:`vsdpo.metrics.chartmimic_trace`; nothing of them runs in the calling process.
+The generated program is run the way the benchmark runs a model's output: cut at its first
+``plt.savefig(``/``plt.show(``, wrapped in ``try: ... except Exception: pass`` and saved, so a program
+that raises still scores what it drew before the error; only a syntax error or a failing final save
+scores 0 on all four (:mod:`vsdpo.metrics.chartmimic_program`). The reference runs as it is; a
+reference that fails raises :class:`ReferenceProgramError`. When either side records nothing, that
+score is 0.
+
+Where the benchmark's code depends on more than the two programs, a keyword chooses:
+
+- ``reference_name`` (the benchmark's file name of the pair, e.g. ``"graph_3.py"``): the benchmark
+  tests its file paths. A name starting with ``graph`` makes every axes of both programs a 1x1 cell
+  spanning rows and columns 0..1 for the layout score; a name containing ``box`` gives a reference
+  without any colour a colour recall of 0.
+- ``strict_zero_division``: the benchmark divides by the number of reference colours and, outside
+  ``box`` paths, fails with ``ZeroDivisionError`` when there are none. That is a bug, not a score:
+  by default such a pair scores colour 0 (as the ``box`` rule does); True raises as the benchmark.
+- ``compat`` (default True): programs run with the calls of the matplotlib the benchmark pins
+  (:mod:`vsdpo.render.chart.compat`).
+
+Not reproduced: the benchmark's evaluator objects keep the previous pair's values when a pair
+records no plotting function at all (the type score then repeats the last pair's); here every pair
+is scored on its own, and such a pair scores 0. Its colour thinning above ten colours follows
+Python's set order (it varies between runs); here it follows the order of drawing.
+
+Both programs run in the render sandbox; nothing of them runs in the calling process.
 """
 
 from __future__ import annotations
@@ -31,6 +55,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from vsdpo.metrics.color import color_similarity
+from vsdpo.render.sandbox import run_in_sandbox
 
 TRACE_ENTRY = "vsdpo.metrics.chartmimic_trace:trace"
 METRICS = ("text", "layout", "type", "color")
@@ -103,8 +128,16 @@ def _group(colors: list[str]) -> dict[str, list[str]]:
     return groups
 
 
-def color_f1(generated: list[str], reference: list[str]) -> dict[str, float]:
-    """Colour F1 over ``"function--color"`` entries (see the module docstring)."""
+def color_f1(
+    generated: list[str], reference: list[str], *, empty_reference: str = "zero"
+) -> dict[str, float]:
+    """Colour F1 over ``"function--color"`` entries (see the module docstring).
+
+    ``empty_reference``: "zero" scores a reference without colours 0; "raise" fails with
+    ``ZeroDivisionError`` as the benchmark's code does outside its ``box`` paths.
+    """
+    if not reference and empty_reference == "raise":
+        raise ZeroDivisionError("reference: no colours to divide by (the benchmark's own failure)")
     generated_groups, reference_groups = _group(generated), _group(reference)
     matched = 0.0
     for function in generated_groups.keys() & reference_groups.keys():
@@ -116,13 +149,15 @@ def color_f1(generated: list[str], reference: list[str]) -> dict[str, float]:
     return _f1(matched, len(generated), len(reference))
 
 
-def score_traces(generated: dict[str, Any], reference: dict[str, Any]) -> ChartMimicScore:
+def score_traces(
+    generated: dict[str, Any], reference: dict[str, Any], *, empty_reference_colors: str = "zero"
+) -> ChartMimicScore:
     """The four scores from two traces (the dicts :func:`vsdpo.metrics.chartmimic_trace.trace` returns)."""
     details = {
         "text": text_f1(generated["texts"], reference["texts"]),
         "layout": layout_f1(generated["layout"], reference["layout"]),
         "type": type_f1(generated["types"], reference["types"]),
-        "color": color_f1(generated["colors"], reference["colors"]),
+        "color": color_f1(generated["colors"], reference["colors"], empty_reference=empty_reference_colors),
     }
     f1 = {name: details[name]["f1"] for name in METRICS}
     return ChartMimicScore(**f1, mean=sum(f1.values()) / len(f1), details=details)
@@ -132,48 +167,88 @@ def failed_score(error: str | None) -> ChartMimicScore:
     return ChartMimicScore(0.0, 0.0, 0.0, 0.0, 0.0, ok=False, error=error)
 
 
-def trace_program(code: str, *, timeout_s: float = 20) -> tuple[dict[str, Any] | None, str | None]:
-    """Run one program through the sandbox with the tracer: ``(trace, None)`` or ``(None, error)``."""
-    from vsdpo.render.sandbox import run_in_sandbox
+def trace_program(
+    code: str,
+    *,
+    role: str = "generated",
+    graph_layout: bool = False,
+    compat: bool = True,
+    timeout_s: float = 20,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Run one program through the sandbox with the tracer: ``(trace, None)`` or ``(None, error)``.
 
-    result = run_in_sandbox(TRACE_ENTRY, {"code": code}, timeout_s=timeout_s)
+    ``role`` "generated" runs it as the benchmark runs a model's program, "reference" as it is.
+    """
+    if role not in ("generated", "reference"):
+        raise ValueError(f"role: expected 'generated' or 'reference', got {role!r}")
+    payload = {"code": code, "role": role, "graph_layout": graph_layout, "compat": compat}
+    result = run_in_sandbox(TRACE_ENTRY, payload, timeout_s=timeout_s)
     if not result.ok:
         return None, result.error or "the program failed"
     return result.value, None
 
 
 # Reference programs recur across rollouts: their traces are kept (successful runs only).
-_REFERENCE_CACHE: dict[str, dict[str, Any]] = {}
+_REFERENCE_CACHE: dict[tuple[str, bool, bool], dict[str, Any]] = {}
 _REFERENCE_CACHE_SIZE = 1024
 _cache_lock = threading.Lock()
 
 
-def trace_reference(code: str, *, timeout_s: float = 20) -> dict[str, Any]:
+def trace_reference(
+    code: str, *, graph_layout: bool = False, compat: bool = True, timeout_s: float = 20
+) -> dict[str, Any]:
+    key = (code, graph_layout, compat)
     with _cache_lock:
-        cached = _REFERENCE_CACHE.get(code)
+        cached = _REFERENCE_CACHE.get(key)
     if cached is not None:
         return cached
-    reference_trace, error = trace_program(code, timeout_s=timeout_s)
+    reference_trace, error = trace_program(
+        code, role="reference", graph_layout=graph_layout, compat=compat, timeout_s=timeout_s
+    )
     if reference_trace is None:
         raise ReferenceProgramError(f"reference: the reference program failed to run: {error}")
     with _cache_lock:
         if len(_REFERENCE_CACHE) >= _REFERENCE_CACHE_SIZE:
             _REFERENCE_CACHE.pop(next(iter(_REFERENCE_CACHE)))
-        _REFERENCE_CACHE[code] = reference_trace
+        _REFERENCE_CACHE[key] = reference_trace
     return reference_trace
 
 
-def score(generated: str, reference: str, *, timeout_s: float = 20) -> ChartMimicScore:
+def name_rules(reference_name: str | None) -> tuple[bool, str]:
+    """(graph layout, what a reference without colours scores) for the benchmark's file name."""
+    if reference_name is None:
+        return False, "zero"
+    base = reference_name.replace("\\", "/").rsplit("/", 1)[-1]
+    return base.startswith("graph"), "zero" if "box" in reference_name else "raise"
+
+
+def score(
+    generated: str,
+    reference: str,
+    *,
+    reference_name: str | None = None,
+    strict_zero_division: bool = False,
+    compat: bool = True,
+    timeout_s: float = 20,
+) -> ChartMimicScore:
     """ChartMimic's text, layout, type and colour F1 of ``generated`` against ``reference``.
 
-    Raises :class:`ReferenceProgramError` when the reference program itself does not run.
+    The keywords are the choices described in the module docstring. Raises
+    :class:`ReferenceProgramError` when the reference program itself does not run.
     """
     if not isinstance(generated, str):
         raise TypeError(f"generated: expected the program as a str, got {type(generated).__name__}")
     if not isinstance(reference, str):
         raise TypeError(f"reference: expected the program as a str, got {type(reference).__name__}")
-    reference_trace = trace_reference(reference, timeout_s=timeout_s)
-    generated_trace, error = trace_program(generated, timeout_s=timeout_s)
+    graph_layout, empty_colors = name_rules(reference_name)
+    if not strict_zero_division:
+        empty_colors = "zero"
+    reference_trace = trace_reference(
+        reference, graph_layout=graph_layout, compat=compat, timeout_s=timeout_s
+    )
+    generated_trace, error = trace_program(
+        generated, role="generated", graph_layout=graph_layout, compat=compat, timeout_s=timeout_s
+    )
     if generated_trace is None:
         return failed_score(error)
-    return score_traces(generated_trace, reference_trace)
+    return score_traces(generated_trace, reference_trace, empty_reference_colors=empty_colors)

@@ -2,291 +2,410 @@
 
 Runs inside the render sandbox (entry ``vsdpo.metrics.chartmimic_trace:trace``), never in the caller:
 the hooks below patch matplotlib classes, which is harmless in a forked child that exits afterwards.
-One run records all four things that ChartMimic records in four separate runs:
+ChartMimic runs each program four times, once per evaluator, each time with its own prefix of hooks
+(``chart2code/utils/evaluator/*_evaluator.py`` and ``*_prefix.py``); one run here records all four,
+with the definitions read from those files:
 
-- ``texts``: every string the PDF backend draws when the figure is saved, after the ticks of every
-  axes are removed (ChartMimic's text evaluator with ``use_axs=False``, its published setting);
-- ``layout``: per axes placed on a grid, its grid geometry and the rows and columns it spans;
-- ``types``: how often each plotting function was called from outside another traced function;
-- ``colors``: ``"group--#RRGGBB"`` (or a colormap name) per distinct colour drawn by each plotting
-  function, read from the artists after the program finished, thinned to mutually distinct colours
-  when there are more than ten.
+- ``texts``: every string ``RendererPdf.draw_text`` draws during the whole run, so at every PDF save
+  the program makes, with the ticks removed right before the first ``plt.savefig`` of the program's
+  text (``TextEvaluator`` with ``use_axs=False``, its published setting). A program that saves a PDF
+  itself (``fig.savefig("x.pdf")``) records its texts, tick labels included, once more.
+- ``layout``: per axes of ``plt.gcf()`` once the program has finished, its grid geometry and the rows
+  and columns it spans, axes without a subplot spec left out (``LayoutEvaluator``); with
+  ``graph_layout`` every axes counts as ``1x1`` spanning rows and columns 0..1, the benchmark's rule
+  for programs whose path contains ``/graph``.
+- ``types``: how often each plotting function was called while no other traced function runs
+  (``chart_type_evaluator_prefix.py``); the key is the function's defining file and name (plus
+  ``_polar`` for ``plot`` on a ``PolarAxes``), the benchmark's own key, so functions that share a
+  definition site (decorated Axes methods, ``Circle``/``Ellipse``) share a count.
+- ``colors``: ``"group--color"`` entries (``color_evaluator_prefix.py``). An outermost call of a
+  traced function keys each artist it made by the function and the artist's colour at that moment
+  (``#RRGGBB``, a colormap name, or ``#RRGGBBAA`` when a program gives that string); an artist made
+  later under the same key replaces the earlier one. When the program has finished, the final colour
+  of each kept artist is read. So a box plot whose boxes all start in one colour and are recoloured
+  afterwards counts one box, the last, in its final colour. Duplicates are dropped; more than ten
+  colours are thinned to mutually distinct ones (similarity at most 0.7). The benchmark takes the
+  entries in Python's set order, which changes from run to run; here they keep the order in which
+  they were first recorded, so a score is reproducible.
 
-Two separate call depths (one per evaluator) keep "outermost call" exactly as in separate runs.
-Saving and showing are captured: they record the figure and write nothing.
+As in the benchmark, a traced call that raises leaves its evaluator's "inside a traced call" flag
+set, so nothing is counted or coloured after it; and an unreadable colour fails that call (at the
+call) or empties the colour list (when read at the end).
 """
 
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from collections import Counter
-from functools import partial
 from typing import Any
 
-# A colour group with more members than this is thinned, as ChartMimic does.
+import matplotlib
+import matplotlib.cbook as cbook
+import matplotlib.colors as mcolors
+import matplotlib.patches as mpatches
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.axes._base import _process_plot_var_args
+from matplotlib.backends.backend_pdf import RendererPdf
+from matplotlib.figure import Figure
+from matplotlib.image import NonUniformImage
+from matplotlib.projections.polar import PolarAxes
+from mpl_toolkits.mplot3d import Axes3D
+
+from vsdpo.metrics.chartmimic_program import TICK_HOOK, benchmark_program, with_tick_removal
+from vsdpo.metrics.color import color_similarity
+
+# A colour list longer than this is thinned, as ChartMimic does.
 MAX_COLORS_BEFORE_FILTER = 10
 # Colours more similar than this to an already kept one are dropped when thinning.
 FILTER_SIMILARITY = 0.7
+GRAPH_CELL = {"nrows": 1, "ncols": 1, "row_start": 0, "row_end": 1, "col_start": 0, "col_end": 1}
 
 
-def _to_hex(color: Any) -> str | None:
-    import matplotlib.colors as mcolors
-    import numpy as np
+class UnreadableColor(TypeError):
+    """A colour the benchmark's hex conversion refuses (it fails where this is raised)."""
 
+
+def to_hex(color: Any) -> str:
+    """The benchmark's colour key: ``#RRGGBB``; a ``#``-string of 7 or 9 characters kept as given."""
     try:
-        if isinstance(color, np.ndarray) and color.ndim == 2:
-            color = color[0]
-        return mcolors.to_hex(mcolors.to_rgba(color)).upper()
-    except (ValueError, TypeError, IndexError):
-        return None
+        if isinstance(color, str):
+            if color.startswith("#") and len(color) in (7, 9):
+                return color.upper()
+            return mcolors.to_hex(mcolors.to_rgba(color)).upper()
+        if isinstance(color, list | tuple | np.ndarray) and len(color) in (3, 4):
+            return mcolors.to_hex(color).upper()
+    except (ValueError, TypeError):
+        pass
+    raise UnreadableColor(f"color: cannot read {color!r} as a colour")
 
 
-def _cmap_name(kwargs: dict[str, Any]) -> tuple[str, str] | None:
-    """A colormap passed by keyword, tagged so that its name is never read as a colour."""
+def _definition_file(function: Any) -> str:
+    """Where ``function`` is defined, as ``inspect.getfile`` says, shortened to the package path.
+
+    Deprecation shims matplotlib added after 3.8.4 (the benchmark's version) and the compatibility
+    wrappers of :mod:`vsdpo.render.chart.compat` are looked through: the key stays the pinned one.
+    """
+    shims = (os.path.join("_api", "deprecation.py"), os.path.join("chart", "compat.py"))
+    code = getattr(function, "__code__", None)
+    while code is not None and code.co_filename.endswith(shims):
+        function = getattr(function, "__wrapped__", None)
+        code = getattr(function, "__code__", None)
+    path = code.co_filename if code is not None else repr(function)
+    for marker in ("site-packages", "dist-packages"):
+        if marker in path:
+            return path.rsplit(marker + os.sep, 1)[1]
+    return path
+
+
+# --- what one outermost call keys: (colour at call time, artist, reader of its final colours) ----------
+
+
+def _single(read):
+    return lambda artist, key: [to_hex(read(artist))]
+
+
+_LINE = _single(lambda line: line.get_color())
+_FACE = _single(lambda artist: artist.get_facecolor())
+_FIRST_FACE = _single(lambda artist: list(artist.get_facecolors()[0]))
+_FIRST_OF_FACE = _single(lambda artist: list(artist.get_facecolor()[0]))
+_ORIGINAL_FACE = _single(lambda patch: list(patch._original_facecolor))
+_CMAP = lambda artist, key: [artist.get_cmap().name]
+
+
+def _all_faces(artist, key):
+    return [to_hex(color) for color in artist.get_facecolors().tolist()]
+
+
+def _all_edges(artist, key):
+    return [to_hex(list(color)) for color in artist.get_edgecolors()]
+
+
+def _scatter_face(artist, key):
+    if not key.startswith("#"):
+        return [key]  # a colormap name stays as recorded
+    faces = artist.get_facecolor()
+    return [to_hex(list(faces[0]))] if len(faces) else []
+
+
+def _first_face_or_cmap(artist, key):
+    return [key] if not key.startswith("#") else [to_hex(artist.get_facecolors().tolist()[0])]
+
+
+def _all_faces_or_cmap(artist, key):
+    return [key] if not key.startswith("#") else _all_faces(artist, key)
+
+
+def _network_edges(artist, key):
+    if isinstance(artist, list):
+        return [to_hex(patch.get_facecolor()) for patch in artist]
+    return [to_hex(color) for color in artist.get_edgecolors().tolist()]
+
+
+def _venn(diagram, key):
+    return [to_hex(patch.get_facecolor()) for patch in diagram.patches]
+
+
+def _keyed_by_last(colors: list[str], artist, reader) -> list[tuple[str, Any, Any]]:
+    """One artist for several colours, keyed by the last (the benchmark's loop variable after its loop)."""
+    if not colors:
+        raise UnreadableColor("color: a traced call drew no colour to key its artist by")
+    return [(colors[-1], artist, reader)]
+
+
+def _cmap_keyword(kwargs: dict[str, Any]) -> str | None:
     cmap = kwargs.get("cmap")
     if cmap is None:
         return None
-    return ("cmap", cmap if isinstance(cmap, str) else getattr(cmap, "name", str(cmap)))
+    return cmap if isinstance(cmap, str) else cmap.name
 
 
-def _cmap_of(mappable: Any) -> tuple[str, str]:
-    return ("cmap", mappable.get_cmap().name)
-
-
-def _color(artist: Any) -> list[Any]:
-    return [artist.get_color()]
-
-
-def _facecolor(artist: Any) -> list[Any]:
-    return [artist.get_facecolor()]
-
-
-def _first_facecolor(artist: Any) -> list[Any]:
-    return [artist.get_facecolor()[0]]
-
-
-def _original_facecolor(patch: Any) -> list[Any]:
-    # Bars keep the colour asked for here, before alpha and edge handling alter the face colour.
-    return [patch._original_facecolor]
-
-
-class _Recorder:
-    def __init__(self) -> None:
-        self.types: Counter[str] = Counter()
-        self.type_depth = 0
-        self.color_depth = 0
-        # (group, reader) in call order; a reader returns the artist's final colours at the end.
-        self.color_readers: list[tuple[str, Any]] = []
-        self.saved_figure: Any = None
-
-    # --- colour readers: what each plotting function drew, read when the program has finished ---
-
-    def colors_of(self, name: str, owner: str, args: tuple, kwargs: dict, result: Any) -> list[Any]:
-        """Closures returning the final colours of what one outermost call created."""
-        import matplotlib.cbook as cbook
-
-        first = args[0] if args else None
-        cmap = _cmap_name(kwargs)
-        face = lambda artist: partial(_facecolor, artist)
-        color = lambda artist: partial(_color, artist)
-        if name == "_make_line":
-            line = result[0]
-            return [lambda: [line.get_color()]]
-        if name in ("axhline", "axvline"):
-            return [lambda: [result.get_color()]]
-        if name in ("_fill_between_x_or_y", "axvspan", "axhspan"):
-            return [lambda: [result.get_facecolor()]]
-        if name == "bar" and owner == "Axes":
-            return [partial(_original_facecolor, item) for item in result]
-        if name == "scatter" and owner != "Axes3D":
-            if cmap is not None:
-                return [lambda: [cmap]]
-            return [lambda: [result.get_facecolor()[0]] if len(result.get_facecolor()) else []]
-        if name == "pie":
-            return [face(wedge) for wedge in result[0]]
-        if name in ("hlines", "vlines"):
-            return [lambda: list(result.get_edgecolors())]
-        if name == "boxplot":
-            import matplotlib.patches as mpatches
-
-            boxes = [box for box in result["boxes"] if isinstance(box, mpatches.PathPatch)]
-            return [face(box) for box in boxes]
-        if name == "violinplot":
-            return [partial(_first_facecolor, body) for body in result["bodies"]]
-        if name == "hist":
-            patches = result[2]
-            containers = (
-                patches
-                if isinstance(patches, cbook.silent_list)
-                and patches
-                and not hasattr(patches[0], "get_facecolor")
-                else [patches]
-            )
-            return [face(patch) for container in containers for patch in container]
-        if name in ("quiver", "broken_barh", "draw_networkx_nodes"):
-            return [lambda: list(result.get_facecolors())]
-        if name == "plot" and owner == "PolarAxes":
-            return [color(line) for line in result]
-        if name in ("imshow", "pcolor", "contour", "contourf", "tripcolor"):
-            return [lambda: [_cmap_of(result)]]
-        if name == "fill":
-            return [face(patch) for patch in result]
-        if name == "__init__" and owner == "NonUniformImage":
-            return [lambda: [_cmap_of(first)]]
-        if name == "__init__" and owner in ("Ellipse", "Circle"):
-            return [lambda: [first.get_facecolor()]]
-        if name == "draw_networkx_edges":
-            if isinstance(result, list):
-                return [face(patch) for patch in result]
-            return [lambda: list(result.get_edgecolors())]
-        if name == "draw_networkx_labels":
-            return [color(text) for text in result.values()]
-        if owner == "Axes3D":
-            if name in ("scatter", "plot_surface") and cmap is not None:
-                return [lambda: [cmap]]
-            if name == "scatter":
-                return [lambda: list(result.get_facecolors())]
-            if name == "plot":
-                return [color(line) for line in result]
-            if name in ("plot_surface", "bar3d"):
-                return [lambda: list(result.get_facecolors())[:1]]
-            if name == "bar":
-                return [face(patch) for patch in result]
-            if name == "add_collection3d":
-                return [lambda: list(result.get_facecolors())]
+def color_records(name: str, kind: str, args: tuple, kwargs: dict, result: Any) -> list[tuple[str, Any, Any]]:
+    """(key colour, artist, reader) for what one outermost call of ``name`` made; ``kind`` is "2d",
+    "polar" (``plot``/``scatter`` on a ``PolarAxes``), "3d", "squarify", "networkx" or "init"."""
+    first = args[0] if args else None
+    if kind == "3d":
+        if name in ("scatter", "plot_surface") and (cmap := _cmap_keyword(kwargs)) is not None:
+            return [(cmap, result, _first_face_or_cmap if name == "plot_surface" else _all_faces_or_cmap)]
+        if name == "scatter":
+            return _keyed_by_last(_all_faces(result, ""), result, _all_faces_or_cmap)
+        if name == "plot":
+            return [(to_hex(line.get_color()), line, _LINE) for line in result]
+        if name in ("plot_surface", "bar3d"):
+            return [(to_hex(result.get_facecolors().tolist()[0]), result, _first_face_or_cmap)]
+        if name == "bar":
+            return [(to_hex(patch.get_facecolor()), patch, _FACE) for patch in result]
+        if name == "add_collection3d":
+            return _keyed_by_last(_all_faces(result, ""), result, _all_faces)
         return []
+    if kind == "networkx":
+        if name == "draw_networkx_labels":
+            return [(to_hex(text.get_color()), text, _LINE) for text in result.values()]
+        if name == "draw_networkx_edges":
+            return _keyed_by_last(_network_edges(result, ""), result, _network_edges)
+        return _keyed_by_last(_all_faces(result, ""), result, _all_faces)
+    if kind == "squarify":
+        patches = [patch for container in result.containers for patch in container]
+        return [(to_hex(list(patch.get_facecolor())), patch, _FACE) for patch in patches]
+    if kind == "init":
+        if type(first) is NonUniformImage:
+            return [(first.get_cmap().name, first, _CMAP)]
+        if type(first) in (mpatches.Ellipse, mpatches.Circle):
+            return [(to_hex(first.get_facecolor()), first, _FACE)]
+        if type(first).__name__ == "VennDiagram":
+            return _keyed_by_last(_venn(first, ""), first, _venn)
+        return []
+    if name == "_make_line" or name == "_makeline":
+        return [(to_hex(result[1]["color"]), result[0], _LINE)]
+    if name in ("axhline", "axvline"):
+        return [(to_hex(result.get_color()), result, _LINE)]
+    if name == "_fill_between_x_or_y":
+        return [(to_hex(list(result.get_facecolors()[0])), result, _FIRST_FACE)]
+    if name == "bar":
+        return [(to_hex(list(patch._original_facecolor)), patch, _ORIGINAL_FACE) for patch in result]
+    if name == "scatter":
+        if (cmap := _cmap_keyword(kwargs)) is not None:
+            return [(cmap, result, _scatter_face)]
+        faces = result.get_facecolor()
+        return [(to_hex(list(faces[0])), result, _scatter_face)] if len(faces) else []
+    if name == "plot" and kind == "polar":
+        return [(to_hex(line.get_color()), line, _LINE) for line in result]
+    if name == "pie":
+        return [(to_hex(wedge.get_facecolor()), wedge, _FACE) for wedge in result[0]]
+    if name in ("axvspan", "axhspan"):
+        return [(to_hex(result.get_facecolor()), result, _FACE)]
+    if name in ("hlines", "vlines"):
+        return _keyed_by_last(_all_edges(result, ""), result, _all_edges)
+    if name == "boxplot":
+        boxes = [box for box in result["boxes"] if type(box) is mpatches.PathPatch]
+        return [(to_hex(list(box.get_facecolor())), box, _FACE) for box in boxes]
+    if name == "violinplot":
+        return [(to_hex(list(body.get_facecolor()[0])), body, _FIRST_OF_FACE) for body in result["bodies"]]
+    if name == "hist":
+        patches = result[2]
+        items = patches if type(patches) is not cbook.silent_list else [p for group in patches for p in group]
+        return [(to_hex(list(patch.get_facecolor())), patch, _FACE) for patch in items]
+    if name in ("quiver", "broken_barh"):
+        return _keyed_by_last(_all_faces(result, ""), result, _all_faces)
+    if name in ("imshow", "pcolor", "contour", "contourf", "tripcolor"):
+        return [(result.get_cmap().name, result, _CMAP)]
+    if name == "fill":
+        return [(to_hex(list(patch.get_facecolor())), patch, _FACE) for patch in result]
+    return []
 
-    def wrap(
-        self, owner_cls: type, name: str, *, traced_type: bool, traced_color: bool, module: str | None = None
-    ) -> None:
-        """Replace ``owner_cls.name`` by a wrapper counting outermost calls and collecting colours.
 
-        Keys are ``module.function`` of the defining module, as ChartMimic keys by defining file.
-        """
-        original = getattr(owner_cls, name)
-        owner = owner_cls.__name__
-        module = module or getattr(original, "__module__", None) or owner_cls.__module__
+class Recorder:
+    """What one run records: texts, type counts, the kept artists per colour key."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.types: Counter[str] = Counter()
+        self.in_type = False  # the type evaluator's flag
+        self.in_color = False  # the colour evaluator's flag
+        self.artists: dict[str, tuple[str, Any, Any]] = {}  # "group--key colour" -> (group, artist, reader)
+
+    def remove_ticks(self) -> None:
+        for axes in plt.gcf().get_axes():
+            axes.set_xticks([])
+            axes.set_yticks([])
+
+    def wrap(self, owner: Any, attribute: str, *, kind: str = "2d", types: bool = True, colors: bool = True):
+        """Replace ``owner.attribute`` by a wrapper that counts and colours its outermost calls."""
+        original = getattr(owner, attribute)
+        name = original.__name__
+        where = _definition_file(original)
+        suffix = {"polar": "_polar", "3d": "_3d", "squarify": "_squarify"}.get(kind, "")
         recorder = self
 
         def traced(*args, **kwargs):
-            first = args[0] if args else None
-            polar = type(first).__name__ == "PolarAxes"
-            count_type = traced_type and recorder.type_depth == 0
-            record_color = traced_color and recorder.color_depth == 0
-            if count_type:
-                suffix = "_polar" if polar and name == "plot" else ""
-                recorder.types[f"{module}.{name}{suffix}"] += 1
-            recorder.type_depth += traced_type
-            recorder.color_depth += traced_color
-            try:
-                result = original(*args, **kwargs)
-            finally:
-                recorder.type_depth -= traced_type
-                recorder.color_depth -= traced_color
-            if record_color:
-                # Only scatter and plot get a polar group of their own (ChartMimic's convention).
-                color_owner = "PolarAxes" if polar and owner == "Axes" and name == "scatter" else owner
-                group = f"{module}.{name}" + {"PolarAxes": "_polar", "Axes3D": "_3d"}.get(color_owner, "")
-                readers = recorder.colors_of(name, color_owner, args, kwargs, result)
-                recorder.color_readers.extend((group, reader) for reader in readers)
+            count = types and not recorder.in_type
+            record = colors and not recorder.in_color
+            polar = kind == "2d" and name == "plot" and bool(args) and type(args[0]) is PolarAxes
+            if count:
+                recorder.types[f"{where}{'_polar' if polar else ''}:{name}"] += 1
+                recorder.in_type = True
+            if record:
+                recorder.in_color = True
+            # An exception leaves both flags set, as the benchmark's wrappers do.
+            result = original(*args, **kwargs)
+            if record:
+                record_kind = kind
+                if kind == "2d" and name == "scatter" and args and type(args[0]) is PolarAxes:
+                    record_kind = "polar"
+                group = f"{where}/{name}{suffix or ('_polar' if record_kind == 'polar' else '')}"
+                for key, artist, reader in color_records(name, record_kind, args, kwargs, result):
+                    recorder.artists[f"{group}--{key}"] = (group, artist, reader)
+                recorder.in_color = False
+            if count:
+                recorder.in_type = False
             return result
 
         traced.__wrapped__ = original
-        setattr(owner_cls, name, traced)
+        setattr(owner, attribute, traced)
+        return traced
 
     def final_colors(self) -> list[str]:
-        from vsdpo.metrics.color import color_similarity
-
-        seen: dict[str, None] = {}
-        for group, reader in self.color_readers:
-            try:
-                values = reader()
-            except Exception:  # an artist the program removed or emptied draws no colour
-                continue
-            for value in values:
-                is_cmap = isinstance(value, tuple) and len(value) == 2 and value[0] == "cmap"
-                color = value[1] if is_cmap else _to_hex(value)
-                if color is not None:
-                    seen[f"{group}--{color}"] = None
-        colors = list(seen)
+        """The kept artists' final colours, deduplicated in first-recorded order, thinned above ten."""
+        entries: dict[str, None] = {}
+        try:
+            for key, (group, artist, reader) in self.artists.items():
+                recorded = key.split("--", 1)[1]
+                for value in reader(artist, recorded):
+                    entries[f"{group}--{value}"] = None
+        except Exception:  # noqa: BLE001 - the benchmark's final read fails whole: no colours at all
+            return []
+        colors = list(entries)
         if len(colors) <= MAX_COLORS_BEFORE_FILTER:
             return colors
         kept: list[str] = []
         for entry in colors:
             value = entry.split("--", 1)[1]
-            if all(
-                _similarity(value, other.split("--", 1)[1], color_similarity) <= FILTER_SIMILARITY
-                for other in kept
-            ):
+            if all(_similarity(value, other.split("--", 1)[1]) <= FILTER_SIMILARITY for other in kept):
                 kept.append(entry)
         return kept
 
 
-def _similarity(a: str, b: str, color_similarity) -> float:
+def _similarity(a: str, b: str) -> float:
     if a.startswith("#") and b.startswith("#"):
-        return color_similarity(a, b)
+        return color_similarity(a[:7], b[:7])
     if a.startswith("#") or b.startswith("#"):
         return 0.0
     return 1.0 if a == b else 0.0
 
 
-def _install(recorder: _Recorder) -> None:
-    import matplotlib.pyplot as plt
-    from matplotlib.axes import Axes
-    from matplotlib.axes._base import _process_plot_var_args
-    from matplotlib.figure import Figure
-    from matplotlib.image import NonUniformImage
-    from matplotlib.patches import Circle, Ellipse
-    from matplotlib.projections.polar import PolarAxes
-    from mpl_toolkits.mplot3d import Axes3D
-
-    both = dict(traced_type=True, traced_color=True)
-    type_only = dict(traced_type=True, traced_color=False)
-    color_only = dict(traced_type=False, traced_color=True)
-    for name in (
-        "bar", "axhline", "axvline", "axvspan", "axhspan", "hlines", "vlines", "boxplot", "violinplot",
-        "hist", "scatter", "quiver", "pie", "fill", "imshow", "pcolor", "contour", "contourf",
+def _install(recorder: Recorder) -> None:
+    both_2d = (
+        "bar", "scatter", "axhline", "axvline", "axvspan", "axhspan", "hlines", "vlines", "boxplot",
+        "violinplot", "hist", "quiver", "pie", "fill", "imshow", "pcolor", "contour", "contourf",
         "broken_barh", "tripcolor",
-    ):  # fmt: skip
-        recorder.wrap(Axes, name, **both)
+    )  # fmt: skip
+    for name in both_2d:
+        recorder.wrap(Axes, name)
     for name in ("barh", "plot", "errorbar", "violin", "fill_between", "fill_betweenx"):
-        recorder.wrap(Axes, name, **type_only)
-    recorder.wrap(_process_plot_var_args, "_make_line", **color_only)
-    # Both fill_between and fill_betweenx draw through this one; ChartMimic groups their colours there.
-    recorder.wrap(Axes, "_fill_between_x_or_y", **color_only)
-    # Polar lines get a colour group of their own; the type side counts them through Axes.plot.
-    PolarAxes.plot = lambda self, *a, **k: Axes.plot(self, *a, **k)
-    recorder.wrap(PolarAxes, "plot", **color_only, module=Axes.plot.__wrapped__.__module__)
+        recorder.wrap(Axes, name, colors=False)
+    line_maker = "_make_line" if hasattr(_process_plot_var_args, "_make_line") else "_makeline"
+    recorder.wrap(_process_plot_var_args, line_maker, types=False)
+    recorder.wrap(Axes, "_fill_between_x_or_y", types=False)
+    # Lines on a PolarAxes get a colour group of their own; their count goes through Axes.plot.
+    _wrap_polar_plot(recorder)
     for name in ("scatter", "plot", "plot_surface", "bar3d", "bar", "add_collection3d"):
-        recorder.wrap(Axes3D, name, **both)
-    for cls in (NonUniformImage, Ellipse, Circle):
-        recorder.wrap(cls, "__init__", **both)
+        recorder.wrap(Axes3D, name, kind="3d")
+    for cls in (NonUniformImage, mpatches.Ellipse, mpatches.Circle):
+        recorder.wrap(cls, "__init__", kind="init")
+    _install_optional(recorder)
+
+    original_draw_text = RendererPdf.draw_text
+
+    def draw_text(renderer, gc, x, y, s, *args, **kwargs):
+        recorder.texts.append(s)
+        return original_draw_text(renderer, gc, x, y, s, *args, **kwargs)
+
+    RendererPdf.draw_text = draw_text
+    original_savefig = Figure.savefig
+
+    def savefig(figure, fname, *args, **kwargs):
+        # Drawn for real, in the format the name asks for, into memory: nothing reaches the disk.
+        if kwargs.get("format") is None and isinstance(fname, str | os.PathLike):
+            extension = os.path.splitext(os.fspath(fname))[1][1:]
+            if extension:
+                kwargs["format"] = extension
+        return original_savefig(figure, io.BytesIO(), *args, **kwargs)
+
+    Figure.savefig = savefig
+
+
+def _wrap_polar_plot(recorder: Recorder) -> None:
+    """``PolarAxes.plot``: colour only (its count is the type wrapper's on ``Axes.plot``)."""
+    through = Axes.plot  # already wrapped for the type count
+    where = _definition_file(Axes.plot.__wrapped__)
+
+    def traced(self, *args, **kwargs):
+        record = not recorder.in_color
+        if record:
+            recorder.in_color = True
+        result = through(self, *args, **kwargs)
+        if record:
+            if type(self) is PolarAxes:
+                group = f"{where}/plot_polar"
+                for key, artist, reader in color_records("plot", "polar", (self, *args), kwargs, result):
+                    recorder.artists[f"{group}--{key}"] = (group, artist, reader)
+            recorder.in_color = False
+        return result
+
+    PolarAxes.plot = traced
+
+
+def _install_optional(recorder: Recorder) -> None:
+    """squarify, matplotlib-venn and networkx, where installed (the benchmark imports all three)."""
     try:
-        import networkx as nx
+        import squarify
+
+        recorder.wrap(squarify, "plot", kind="squarify")
+    except ImportError:
+        pass
+    try:
+        from matplotlib_venn._common import VennDiagram
+
+        recorder.wrap(VennDiagram, "__init__", kind="init")
+    except ImportError:
+        pass
+    try:
+        import networkx
         import networkx.drawing.nx_pylab as nx_pylab
     except ImportError:
-        nx = None
-    if nx is not None:
-        for name in ("draw_networkx_nodes", "draw_networkx_edges", "draw_networkx_labels"):
-            holder = type("networkx", (), {name: staticmethod(getattr(nx_pylab, name))})
-            recorder.wrap(holder, name, **both)
-            wrapped = holder.__dict__[name]
-            setattr(nx_pylab, name, wrapped)
-            setattr(nx, name, wrapped)
-
-    def capture_savefig(figure, *args, **kwargs):
-        recorder.saved_figure = figure
-
-    def capture_show(*args, **kwargs):
-        recorder.saved_figure = plt.gcf()
-
-    Figure.savefig = capture_savefig
-    Figure.show = lambda figure, *a, **k: capture_savefig(figure)
-    plt.show = capture_show
+        return
+    for name in ("draw_networkx_nodes", "draw_networkx_edges", "draw_networkx_labels"):
+        # Two wrappers of one function, as in the benchmark: the one nx_pylab calls and networkx's.
+        for module in (nx_pylab, networkx):
+            recorder.wrap(module, name, kind="networkx")
 
 
-def _layout(figure) -> list[dict[str, int]]:
+def _layout(figure, graph_layout: bool) -> list[dict[str, int]]:
+    if graph_layout:
+        return [dict(GRAPH_CELL) for _ in figure.axes]
     layout = []
     for axes in figure.axes:
         spec = axes.get_subplotspec()
@@ -306,47 +425,53 @@ def _layout(figure) -> list[dict[str, int]]:
     return layout
 
 
-def _drawn_texts(figure) -> list[str]:
-    from matplotlib.backends.backend_pdf import RendererPdf
-
-    texts: list[str] = []
-    original = RendererPdf.draw_text
-
-    def record(renderer, gc, x, y, s, *args, **kwargs):
-        texts.append(s)
-        return original(renderer, gc, x, y, s, *args, **kwargs)
-
-    for axes in figure.get_axes():
-        axes.set_xticks([])
-        axes.set_yticks([])
-    RendererPdf.draw_text = record
-    try:
-        from matplotlib.backends.backend_pdf import FigureCanvasPdf
-
-        FigureCanvasPdf(figure).print_pdf(io.BytesIO())
-    finally:
-        RendererPdf.draw_text = original
-    return texts
+def _execute(program: str, recorder: Recorder) -> None:
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__, TICK_HOOK: recorder.remove_ticks}
+    exec(compile(program, "<program>", "exec"), namespace)
 
 
 def trace(payload: dict[str, Any]) -> dict[str, Any]:
-    """Run ``payload["code"]`` and return its texts, layout, plotting-function counts and colours."""
-    import matplotlib
+    """Run ``payload["code"]``; return its texts, layout, plotting-function counts and colours.
 
+    ``payload["role"]`` is "generated" (prepared as the benchmark prepares a model's program, see
+    :mod:`vsdpo.metrics.chartmimic_program`) or "reference" (run as it is); ``graph_layout`` selects
+    the benchmark's layout rule for graph programs; ``compat`` (default True) restores the calls of
+    the pinned matplotlib (:mod:`vsdpo.render.chart.compat`).
+    """
     matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
     warnings.filterwarnings("ignore")
-    recorder = _Recorder()
+    if payload.get("compat", True):
+        from vsdpo.render.chart import compat
+
+        compat.install()
+    recorder = Recorder()
     _install(recorder)
     plt.close("all")
-    program = compile(payload["code"], "<program>", "exec")
-    exec(program, {"__name__": "__main__", "__builtins__": __builtins__})
-
-    figure = recorder.saved_figure
-    if figure is None:
-        figure = plt.gcf()
-    colors = recorder.final_colors()
-    layout = _layout(figure)
-    texts = _drawn_texts(figure)
-    return {"texts": texts, "layout": layout, "types": dict(recorder.types), "colors": colors}
+    program = payload["code"]
+    if payload.get("role") == "generated":
+        program = benchmark_program(program)
+    with_hook, at_line_start = with_tick_removal(program)
+    if at_line_start:
+        try:
+            compile(with_hook, "<program>", "exec")
+        except SyntaxError:
+            at_line_start = False
+    rc = dict(matplotlib.rcParams)
+    _execute(with_hook if at_line_start else program, recorder)
+    result = {
+        "texts": list(recorder.texts),
+        "layout": _layout(plt.gcf(), bool(payload.get("graph_layout"))),
+        "types": dict(recorder.types),
+        "colors": recorder.final_colors(),
+    }
+    if not at_line_start:
+        # The benchmark's text pass runs a reshaped program: run it apart; if it fails, it records nothing.
+        plt.close("all")
+        matplotlib.rcParams.update(rc)
+        recorder.texts, recorder.in_type, recorder.in_color = [], False, False
+        try:
+            _execute(with_hook, recorder)
+            result["texts"] = list(recorder.texts)
+        except Exception:  # noqa: BLE001
+            result["texts"] = []
+    return result

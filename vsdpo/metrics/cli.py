@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+# The scorers and rich are imported where they are used: `vsdpo --help` imports this module.
+
 SUFFIXES = {"chart": (".py",), "web": (".html", ".htm"), "slides": (".html", ".htm")}
 COLUMNS = {
     "chart": ("text", "layout", "type", "color", "mean"),
@@ -66,7 +68,13 @@ def score_pair(
     if kind == "chart":
         from vsdpo.metrics import chartmimic
 
-        result = chartmimic.score(predicted, reference.read_text(encoding="utf-8"), timeout_s=timeout_s)
+        # The benchmark's file name selects its name rules (graph layout, box colour recall).
+        result = chartmimic.score(
+            predicted,
+            reference.read_text(encoding="utf-8"),
+            reference_name=reference.name,
+            timeout_s=timeout_s,
+        )
     elif kind == "web":
         from vsdpo.metrics import design2code
 

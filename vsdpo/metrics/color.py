@@ -23,17 +23,23 @@ RGB = tuple[float, float, float]
 Lab = tuple[float, float, float]
 
 
-def to_rgb255(color) -> RGB:
-    """Any matplotlib/CSS colour spec ("#rrggbb", "red", (r, g, b[, a]) in 0..1 or 0..255) -> 0..255 RGB."""
+def to_rgb255(color, *, scale: float = 255.0) -> RGB:
+    """A colour as 0..255 RGB: a matplotlib/CSS string ("#rrggbb", "red"), or channels (r, g, b[, a]).
+
+    Channels are read on the scale ``scale`` says (0..255 by default, as both benchmarks hand them;
+    ``scale=1.0`` for matplotlib's 0..1 tuples). The scale is never guessed from the values: (1, 1, 1)
+    is a near-black 0..255 colour, not white.
+    """
     if isinstance(color, str):
         r, g, b, _ = mcolors.to_rgba(color)
         return (r * 255.0, g * 255.0, b * 255.0)
     values = [float(v) for v in color][:3]
     if len(values) != 3:
         raise ValueError(f"color: expected 3 or 4 channels, got {color!r}")
-    # matplotlib's 0..1 convention when every channel fits it, else 0..255.
-    scale = 255.0 if max(values) <= 1.0 else 1.0
-    return (values[0] * scale, values[1] * scale, values[2] * scale)
+    if scale <= 0:
+        raise ValueError(f"scale: expected a positive channel maximum, got {scale!r}")
+    factor = 255.0 / scale
+    return (values[0] * factor, values[1] * factor, values[2] * factor)
 
 
 def _srgb_to_linear(channel: float) -> float:
@@ -118,7 +124,7 @@ def _lab_of_hex(hex_color: str) -> Lab:
 
 
 def color_similarity(color1, color2) -> float:
-    """``max(0, 1 - CIEDE2000 / 100)`` between two colours (hex strings, names or RGB tuples)."""
+    """``max(0, 1 - CIEDE2000 / 100)`` between two colours (hex strings, names or 0..255 RGB tuples)."""
     if isinstance(color1, str) and isinstance(color2, str):
         lab1, lab2 = _lab_of_hex(color1.lower()), _lab_of_hex(color2.lower())
     else:

@@ -1,9 +1,12 @@
 """Design2Code's visual scores between a generated and a reference web page.
 
-Design2Code (Si et al., 2024, arXiv 2403.03163) compares the text blocks of two rendered pages:
+Design2Code (Si et al., 2024, arXiv 2403.03163) compares the text blocks of two rendered pages; the
+definitions are those of its code (``Design2Code/metrics/visual_score.py``, ``visual_eval_v3_multi``):
 
-1. Blocks: every visible text node, with its box (normalised by the page's width and height) and its
-   text colour. Blocks with identical boxes are merged.
+1. Blocks: one per element of Design2Code's tag list, its own text lowercased, the tight box of its
+   text pixels (normalised by the page's width and height) and their mean colour in the page's
+   picture, found by recolouring the page as the benchmark does (:mod:`vsdpo.metrics.design2code_blocks`;
+   generated pages first go through the benchmark's clean-up). Blocks with identical boxes are merged.
 2. Matching: blocks are paired one-to-one to maximise text similarity (``difflib.SequenceMatcher``
    ratio), with a bonus for well-matched neighbours (``consecutive_bonus=0.1``, window 1). Before the
    final matching, neighbouring blocks on either side are merged greedily wherever the merge raises
@@ -15,9 +18,6 @@ Design2Code (Si et al., 2024, arXiv 2403.03163) compares the text blocks of two 
    ``max(0, 1 - CIEDE2000 / 100)`` between matched text colours; **clip** = cosine similarity of CLIP
    image embeddings of the two screenshots with the text blocks painted over (only with a local CLIP
    checkpoint; None otherwise). Without any matched block, every score is 0.
-
-Block extraction reads the DOM (text-node ranges and computed colours) where Design2Code recolours
-the page twice and diffs the screenshots; both find the painted box and colour of each text node.
 """
 
 from __future__ import annotations
@@ -28,10 +28,13 @@ from difflib import SequenceMatcher
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
 from vsdpo.metrics.color import color_similarity
-from vsdpo.metrics.page import PageLayout, render_page
+from vsdpo.metrics.design2code_blocks import Block, merge_by_box, page_blocks
+
+__all__ = ["Block", "Design2CodeScore", "match_blocks", "merge_by_box", "score", "score_blocks"]
 
 CONSECUTIVE_BONUS = 0.1
 CONTEXT_WINDOW = 1
@@ -39,13 +42,6 @@ MIN_TEXT_SIMILARITY = 0.5
 MERGE_GAIN = 0.05
 # Only breaks exact ties between equally good matchings (repeated texts), in favour of nearby blocks.
 _TIE_BREAK = 1e-6
-
-
-@dataclass
-class Block:
-    text: str
-    bbox: tuple[float, float, float, float]  # (x, y, w, h), fractions of the page's width and height
-    color: tuple[int, int, int]
 
 
 @dataclass
@@ -70,22 +66,6 @@ class Design2CodeScore:
     def as_dict(self) -> dict[str, float | None]:
         return {"block": self.block, "text": self.text, "position": self.position, "color": self.color,
                 "clip": self.clip, "mean": self.mean}  # fmt: skip
-
-
-def blocks_of(layout: PageLayout) -> list[Block]:
-    """Text blocks of a rendered page, boxes normalised, blocks with identical boxes merged."""
-    width, height = max(layout.width, 1.0), max(layout.height, 1.0)
-    by_box: dict[tuple[float, ...], Block] = {}
-    for text in layout.texts:
-        x0, y0, x1, y1 = text.box
-        bbox = (x0 / width, y0 / height, (x1 - x0) / width, (y1 - y0) / height)
-        if bbox in by_box:
-            block = by_box[bbox]
-            block.text += " " + text.text
-            block.color = tuple((a + b) // 2 for a, b in zip(block.color, text.color, strict=True))
-        else:
-            by_box[bbox] = Block(text.text, bbox, tuple(text.color))
-    return list(by_box.values())
 
 
 def _merge(first: Block, second: Block) -> Block:
@@ -233,7 +213,7 @@ def score_blocks(generated: list[Block], reference: list[Block]) -> Design2CodeS
         colors.append(color_similarity(generated[i].color, reference[j].color))
     total_area = matched_area + unmatched_area
     return Design2CodeScore(
-        block=matched_area / total_area if total_area > 0 else 0.0,
+        block=float(matched_area / total_area) if total_area > 0 else 0.0,
         text=float(np.mean([s for _, _, s in matches])),
         position=float(np.mean(positions)),
         color=float(np.mean(colors)),
@@ -245,6 +225,7 @@ def clip_similarity(
     image_a: bytes, image_b: bytes, blocks_a: list[Block], blocks_b: list[Block], model_path: str
 ) -> float:
     """Cosine similarity of CLIP image embeddings, text blocks painted over, images squared."""
+    # torch and transformers load only for the optional CLIP score: the other scores need neither.
     import torch
 
     model, processor = _clip(model_path)
@@ -274,8 +255,6 @@ def _clip(model_path: str):
 
 def _masked_square(png: bytes, blocks: list[Block]):
     """Paint each text block with the median colour of its border (text removed), then squash to a square."""
-    from PIL import Image
-
     image = np.array(Image.open(io.BytesIO(png)).convert("RGB"))
     height, width = image.shape[:2]
     for block in blocks:
@@ -295,7 +274,7 @@ def score(
     reference_html: str,
     *,
     clip_model_path: str | None = None,
-    timeout_s: float = 20,
+    timeout_s: float = 30,
     assets_dir: str | None = None,
 ) -> Design2CodeScore:
     """Design2Code's block, text, position and colour scores (and CLIP with a local checkpoint)."""
@@ -304,21 +283,20 @@ def score(
     if not isinstance(reference_html, str):
         raise TypeError(f"reference_html: expected str, got {type(reference_html).__name__}")
     with_clip = clip_model_path is not None
-    reference_page = render_page(
-        reference_html, timeout_s=timeout_s, screenshot=with_clip, assets_dir=assets_dir
+    reference_blocks, reference_image = page_blocks(
+        reference_html, generated=False, timeout_s=timeout_s, assets_dir=assets_dir
     )
     try:
-        generated_page = render_page(
-            generated_html, timeout_s=timeout_s, screenshot=with_clip, assets_dir=assets_dir
+        generated_blocks, generated_image = page_blocks(
+            generated_html, generated=True, timeout_s=timeout_s, assets_dir=assets_dir
         )
     except Exception as error:  # a page that cannot be rendered scores 0
         return Design2CodeScore(
             0.0, 0.0, 0.0, 0.0, 0.0 if with_clip else None, ok=False, error=f"{type(error).__name__}: {error}"
         )
-    generated_blocks, reference_blocks = blocks_of(generated_page), blocks_of(reference_page)
     result = score_blocks(generated_blocks, reference_blocks)
     if with_clip:
         result.clip = clip_similarity(
-            generated_page.image, reference_page.image, generated_blocks, reference_blocks, clip_model_path
+            generated_image, reference_image, generated_blocks, reference_blocks, clip_model_path
         )
     return result

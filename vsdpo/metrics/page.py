@@ -2,7 +2,7 @@
 
 Design2Code's blocks are the text nodes of a page with their boxes and text colours; AeSlides' rewards
 look at the boxes of the visible content. Both come from one load of the page in the shared headless
-Chromium of :mod:`vsdpo.render.web_browser` (one browser per process, a fresh context per page), with
+Chromium of :mod:`vsdpo.render.web.browser` (one browser per process, a fresh context per page), with
 every request other than ``data:``/``blob:`` and files beside the page aborted.
 """
 
@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from typing import Any
+
+from vsdpo.render.web import browser
 
 PAGE_WIDTH = 1280
 
@@ -107,19 +109,17 @@ def render_page(
 
     Raises ``TimeoutError`` when the page does not finish within ``timeout_s``.
     """
-    from vsdpo.render import web_browser
-
     if not isinstance(html, str):
         raise TypeError(f"html: expected str, got {type(html).__name__}")
 
     async def extract(page: Any) -> dict[str, Any]:
         data = await page.evaluate(_EXTRACT_JS)
         if screenshot:
-            data["image"] = await web_browser.page_screenshot(page, width, height, data["height"])
+            data["image"] = await browser.page_screenshot(page, width, height, data["height"])
         return data
 
     try:
-        data = web_browser.run_local_page(
+        data = browser.run_local_page(
             html, extract, width=width, height=height, timeout_s=timeout_s, assets_dir=assets_dir
         )
     except TimeoutError:
@@ -133,5 +133,5 @@ def render_page(
     ]
     boxes = [ContentBox(as_box(b["box"]), b["kind"], b["element"], b["path"]) for b in data["boxes"]]
     page_width = float(width if height else max(width, data["width"]))
-    page_height = float(height or min(max(data["height"], 1), web_browser.MAX_PAGE_HEIGHT))
+    page_height = float(height or min(max(data["height"], 1), browser.MAX_PAGE_HEIGHT))
     return PageLayout(page_width, page_height, texts, boxes, data.get("image"))

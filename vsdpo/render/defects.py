@@ -4,12 +4,20 @@ Each check takes the elements of one render (boxes in image pixels, y down) and 
 ``list[Defect]``: the defect kind, a severity in (0, 1], the ids of the elements concerned, the union
 of their source lines, and a message a person can act on. Renderers add their own knowledge through
 the keyword arguments (which pairs may not overlap, which boxes contain or clip which element).
+
+The elements come from untrusted programs, so the checks are bounded: each pair check reports at
+most ``MAX_DEFECTS`` defects, the overlap search costs what the intersecting pairs cost (a grid, not
+all pairs), and renderers run the checks under a deadline (vsdpo.render.deadline), past which the
+pairwise loops raise ``DeadlineExceeded``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import math
+import statistics
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
+from vsdpo.render.deadline import check_deadline
 from vsdpo.render.types import Defect, Element
 
 Box = tuple[float, float, float, float]
@@ -20,6 +28,12 @@ TEXT_ROLES = frozenset({"text", "tick_label", "title", "label"})
 # WCAG 2 "large text": 18 pt, or 14 pt bold; 1 pt = 4/3 px at 96 dpi.
 LARGE_TEXT_PX = 24.0
 LARGE_BOLD_TEXT_PX = 18.66
+# Defects one pairwise check reports at most; a page of a thousand colliding labels says it all by then.
+MAX_DEFECTS = 200
+# Defects one render reports at most, all checks together.
+MAX_RENDER_DEFECTS = 500
+# Boxes covering more grid cells than this are compared through their own list (see _candidate_pairs).
+WIDE_CELLS = 64
 
 
 # ---------------------------------------------------------------------------------------------- geometry
@@ -42,6 +56,77 @@ def _outside_area(box: Box, container: Box) -> float:
 def _severity(value: float) -> float:
     """Clamp into (0, 1]: a defect that is reported always weighs something."""
     return float(min(1.0, max(1e-3, value)))
+
+
+def _outline(element: Element) -> list[tuple[float, float]] | None:
+    """The drawn quadrilateral of a slanted element (``extra["corners"]``: four points in order), where
+    the renderer gives one; its ``bbox`` is then only the upright box around it."""
+    corners = element.extra.get("corners")
+    if not isinstance(corners, list | tuple) or len(corners) != 4:
+        return None
+    try:
+        points = [(float(x), float(y)) for x, y in corners]
+    except (TypeError, ValueError):
+        return None
+    if not all(math.isfinite(v) for point in points for v in point):
+        return None
+    return points if _polygon_area(points) > 0 else None
+
+
+def _polygon_area(points: Sequence[tuple[float, float]]) -> float:
+    return abs(_signed_area(points))
+
+
+def _box_corners(box: Box) -> list[tuple[float, float]]:
+    return [(box[0], box[1]), (box[2], box[1]), (box[2], box[3]), (box[0], box[3])]
+
+
+def _clip_polygon(subject: list[tuple[float, float]], clip: list[tuple[float, float]]) -> list:
+    """The part of convex polygon ``subject`` inside convex polygon ``clip`` (Sutherland-Hodgman)."""
+    orientation = 1.0 if _signed_area(clip) > 0 else -1.0
+    output = subject
+    for (ax, ay), (bx, by) in zip(clip, [*clip[1:], clip[0]], strict=True):
+        if not output:
+            break
+
+        def side(point, ax=ax, ay=ay, bx=bx, by=by):
+            return orientation * ((bx - ax) * (point[1] - ay) - (by - ay) * (point[0] - ax))
+
+        points, output = output, []
+        for current, following in zip(points, [*points[1:], points[0]], strict=True):
+            s0, s1 = side(current), side(following)
+            if s0 >= 0:
+                output.append(current)
+            if (s0 >= 0) != (s1 >= 0):
+                t = s0 / (s0 - s1)
+                output.append(
+                    (
+                        current[0] + t * (following[0] - current[0]),
+                        current[1] + t * (following[1] - current[1]),
+                    )
+                )
+    return output
+
+
+def _signed_area(points: Sequence[tuple[float, float]]) -> float:
+    return (
+        sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(points, [*points[1:], points[0]], strict=True))
+        / 2
+    )
+
+
+def _shared_fraction(a: Element, b: Element, shared: Box) -> float:
+    """How much of the smaller of two elements the other covers: their boxes' intersection, or, for a
+    slanted element, the intersection of the quadrilaterals really drawn."""
+    outline_a, outline_b = _outline(a), _outline(b)
+    if outline_a is None and outline_b is None:
+        return area(shared) / min(area(a.bbox), area(b.bbox))
+    polygon_a = outline_a or _box_corners(a.bbox)
+    polygon_b = outline_b or _box_corners(b.bbox)
+    common = _clip_polygon(polygon_a, polygon_b)
+    if len(common) < 3:
+        return 0.0
+    return _polygon_area(common) / min(_polygon_area(polygon_a), _polygon_area(polygon_b))
 
 
 def _lines(*elements: Element) -> list[int]:
@@ -134,13 +219,104 @@ def _overlap_class(element: Element) -> str:
     return element.role
 
 
-def _ancestors(element: Element, by_id: dict[str, Element]) -> set[str]:
-    seen: set[str] = set()
-    parent = element.parent
-    while parent is not None and parent not in seen:
-        seen.add(parent)
-        parent = by_id[parent].parent if parent in by_id else None
-    return seen
+def _lineage(elements: Sequence[Element]) -> Callable[[Element, Element], bool]:
+    """``related(a, b)``: one is an ancestor of the other (following parent ids among ``elements``).
+
+    Entry and exit times of one walk over the parent forest answer each pair in constant time, where
+    sets of ancestors would cost the square of the nesting depth.
+    """
+    by_id = {element.id: element for element in elements}
+    children: dict[str | None, list[str]] = {}
+    for element_id, element in by_id.items():
+        parent = element.parent if element.parent in by_id and element.parent != element_id else None
+        children.setdefault(parent, []).append(element_id)
+    enter: dict[str, int] = {}
+    leave: dict[str, int] = {}
+    clock = 0
+    # Roots first; then whatever a loop of parents kept from being reached, each loop cut where met.
+    for root in [*children.get(None, []), *by_id]:
+        if root in enter:
+            continue
+        stack = [(root, iter(children.get(root, ())))]
+        enter[root] = clock = clock + 1
+        while stack:
+            node, pending = stack[-1]
+            child = next(pending, None)
+            if child is None:
+                leave[node] = clock = clock + 1
+                stack.pop()
+            elif child not in enter:
+                enter[child] = clock = clock + 1
+                stack.append((child, iter(children.get(child, ()))))
+
+    def related(a: Element, b: Element) -> bool:
+        ea, eb = enter[a.id], enter[b.id]
+        return (ea < eb and leave[b.id] < leave[a.id]) or (eb < ea and leave[a.id] < leave[b.id])
+
+    return related
+
+
+def _candidate_pairs(boxed: Sequence[Element]) -> Iterator[tuple[int, int]]:
+    """Every (i, j), i < j, whose boxes may intersect with positive area, in lexicographic order (the
+    order of a sweep along x over ``boxed``, which is sorted by left edge).
+
+    Boxes go into the cells of a grid sized to the median box; two boxes that intersect share a cell.
+    A box that covers many cells (a page's container) is compared through a list of its own: against
+    the boxes in its cells, and against the other wide boxes along x.
+    """
+    n = len(boxed)
+    if n < 64:  # a plain sweep along x is cheaper than a grid
+        for i, a in enumerate(boxed):
+            for j in range(i + 1, n):
+                if boxed[j].bbox[0] >= a.bbox[2]:
+                    break
+                yield i, j
+        return
+    x0 = min(e.bbox[0] for e in boxed)
+    y0 = min(e.bbox[1] for e in boxed)
+    cell_w = max(statistics.median(e.bbox[2] - e.bbox[0] for e in boxed), 1e-6)
+    cell_h = max(statistics.median(e.bbox[3] - e.bbox[1] for e in boxed), 1e-6)
+    cells: dict[tuple[int, int], list[int]] = {}
+    spans: list[tuple[int, int, int, int] | None] = []
+    wide: list[int] = []
+    for k, e in enumerate(boxed):
+        cx0, cx1 = math.floor((e.bbox[0] - x0) / cell_w), math.floor((e.bbox[2] - x0) / cell_w)
+        cy0, cy1 = math.floor((e.bbox[1] - y0) / cell_h), math.floor((e.bbox[3] - y0) / cell_h)
+        if (cx1 - cx0 + 1) * (cy1 - cy0 + 1) > WIDE_CELLS:
+            wide.append(k)
+            spans.append((cx0, cx1, cy0, cy1))
+            continue
+        spans.append(None)
+        for cx in range(cx0, cx1 + 1):
+            for cy in range(cy0, cy1 + 1):
+                cells.setdefault((cx, cy), []).append(k)
+    partners: dict[int, set[int]] = {k: set() for k in range(n)}
+    for w in wide:
+        check_deadline()
+        cx0, cx1, cy0, cy1 = spans[w]
+        if (cx1 - cx0 + 1) * (cy1 - cy0 + 1) < len(cells):
+            keys = [(cx, cy) for cx in range(cx0, cx1 + 1) for cy in range(cy0, cy1 + 1)]
+        else:  # a box larger than the occupied grid: visit the occupied cells instead
+            keys = [key for key in cells if cx0 <= key[0] <= cx1 and cy0 <= key[1] <= cy1]
+        for key in keys:
+            for k in cells.get(key, ()):
+                partners[min(k, w)].add(max(k, w))
+        for other in wide:
+            if other > w and boxed[other].bbox[0] < boxed[w].bbox[2]:
+                partners[w].add(other)
+    for i in range(n):
+        found = partners[i]
+        if spans[i] is None:
+            cx0 = math.floor((boxed[i].bbox[0] - x0) / cell_w)
+            cx1 = math.floor((boxed[i].bbox[2] - x0) / cell_w)
+            cy0 = math.floor((boxed[i].bbox[1] - y0) / cell_h)
+            cy1 = math.floor((boxed[i].bbox[3] - y0) / cell_h)
+            for cx in range(cx0, cx1 + 1):
+                for cy in range(cy0, cy1 + 1):
+                    found.update(k for k in cells[(cx, cy)] if k > i)
+        for j in sorted(found):
+            yield i, j
+        partners[i] = set()
 
 
 def find_overlaps(
@@ -148,39 +324,42 @@ def find_overlaps(
     *,
     should_not_overlap: Callable[[Element, Element], bool] | None = None,
     min_overlap_frac: float = 0.05,
+    max_defects: int = MAX_DEFECTS,
 ) -> list[Defect]:
     """Pairs of elements that must not intersect but do, by more than ``min_overlap_frac`` of the smaller.
 
-    Severity is the covered fraction of the smaller box. Ancestor/descendant pairs never count.
+    Severity is the covered fraction of the smaller box (of the drawn quadrilateral, for a slanted
+    element: see ``_outline``). Ancestor/descendant pairs never count. At
+    most ``max_defects`` are reported, in the order of a sweep along x.
     """
     rule = should_not_overlap or default_should_not_overlap
-    by_id = {element.id: element for element in elements}
-    ancestors = {element.id: _ancestors(element, by_id) for element in elements}
+    related = _lineage(elements)
     boxed = [e for e in elements if area(e.bbox) > 0]
-    # Sweep along x so that far-apart pairs are never compared.
     boxed.sort(key=lambda e: e.bbox[0])
-    defects = []
-    for i, a in enumerate(boxed):
-        for b in boxed[i + 1 :]:
-            if b.bbox[0] >= a.bbox[2]:
-                break
-            if b.id in ancestors[a.id] or a.id in ancestors[b.id]:
-                continue
-            shared = intersection(a.bbox, b.bbox)
-            if shared is None or not rule(a, b):
-                continue
-            fraction = area(shared) / min(area(a.bbox), area(b.bbox))
-            if fraction < min_overlap_frac:
-                continue
-            defects.append(
-                Defect(
-                    kind="overlap",
-                    severity=_severity(fraction),
-                    elements=[a.id, b.id],
-                    lines=_lines(a, b),
-                    message=f"{_describe(a)} overlaps {_describe(b)} ({fraction:.0%} of the smaller)",
-                )
+    defects: list[Defect] = []
+    last = -1
+    for i, j in _candidate_pairs(boxed):
+        if i != last:
+            check_deadline()
+            last = i
+        a, b = boxed[i], boxed[j]
+        shared = intersection(a.bbox, b.bbox)
+        if shared is None or related(a, b) or not rule(a, b):
+            continue
+        fraction = _shared_fraction(a, b, shared)
+        if fraction < min_overlap_frac:
+            continue
+        defects.append(
+            Defect(
+                kind="overlap",
+                severity=_severity(fraction),
+                elements=[a.id, b.id],
+                lines=_lines(a, b),
+                message=f"{_describe(a)} overlaps {_describe(b)} ({fraction:.0%} of the smaller)",
             )
+        )
+        if len(defects) >= max_defects:
+            break
     return defects
 
 
@@ -285,6 +464,58 @@ def _spans_overlap(a: Box, b: Box, axis: str) -> bool:
     return min(a[hi], b[hi]) > max(a[lo], b[lo])
 
 
+def _content_box(element: Element) -> Box | None:
+    """The box of what an element shows inside its own box: the union of its text rectangles
+    (``extra["rects"]``), where the renderer gives them."""
+    rects = [r for r in (element.extra.get("rects") or []) if area(r) > 0]
+    if not rects:
+        return None
+    return (
+        min(r[0] for r in rects),
+        min(r[1] for r in rects),
+        max(r[2] for r in rects),
+        max(r[3] for r in rects),
+    )
+
+
+def _anchored_lines(box: Box, content: Box, exact: float) -> set[str]:
+    """The vertical lines a content box is set on within its box: the side it hugs (left or right),
+    all three when it sits in the middle. The other side of a left-set text is ragged, not a line."""
+    left_gap, right_gap = content[0] - box[0], box[2] - content[2]
+    if abs(left_gap - right_gap) <= exact:
+        return {"left", "right", "centre"}
+    return {"left"} if left_gap < right_gap else {"right"}
+
+
+def _near_miss(gaps: dict[str, float], exact: float, near: float) -> tuple[str, float] | None:
+    """The closest of ``gaps`` when none is shared (within ``exact``) and it is missed by at most ``near``."""
+    if not gaps or min(gaps.values()) <= exact:
+        return None
+    name, gap = min(gaps.items(), key=lambda item: item[1])
+    return (name, gap) if gap <= near else None
+
+
+def _misses(a: Element, b: Element, axis: str, exact: float, near: float) -> tuple[str, float] | None:
+    """How two siblings miss a shared line on ``axis``: their boxes' lines, or, for stacked boxes,
+    the lines their contents are set on (two blocks that both reach the container's right edge
+    still show their texts 3 px apart when their left margins differ by 3 px)."""
+    gaps = {
+        name: abs(read(a.bbox) - read(b.bbox))
+        for name, (edge_axis, read) in _EDGES.items()
+        if edge_axis == axis
+    }
+    missed = _near_miss(gaps, exact, near)
+    if missed is not None or axis != "x":
+        return missed
+    content_a, content_b = _content_box(a), _content_box(b)
+    if content_a is None or content_b is None:
+        return None
+    shared = _anchored_lines(a.bbox, content_a, exact) & _anchored_lines(b.bbox, content_b, exact)
+    gaps = {name: abs(_EDGES[name][1](content_a) - _EDGES[name][1](content_b)) for name in shared}
+    missed = _near_miss(gaps, exact, near)
+    return (f"text {missed[0]}", missed[1]) if missed is not None else None
+
+
 def find_misalignment(
     elements: Sequence[Element], *, tol_px: tuple[float, float] = (1.0, 6.0)
 ) -> list[Defect]:
@@ -293,7 +524,8 @@ def find_misalignment(
     Two boxes stacked one above the other (their x-spans overlap) are compared on left, right and
     centre; two side by side (their y-spans overlap) on top, bottom and middle. A pair counts when on
     that axis no line is shared within ``tol_px[0]`` and some line is missed by at most ``tol_px[1]``:
-    a near-miss, not a different design.
+    a near-miss, not a different design. Stacked boxes that share a line are also compared on the
+    lines their text is set on (see ``_misses``), for the misalignment a reader sees is the text's.
     """
     exact, near = tol_px
     groups: dict[tuple[str | None, str], list[Element]] = {}
@@ -303,6 +535,9 @@ def find_misalignment(
     defects = []
     for siblings in groups.values():
         for i, a in enumerate(siblings):
+            check_deadline()
+            if len(defects) >= MAX_DEFECTS:
+                return defects
             for b in siblings[i + 1 :]:
                 if intersection(a.bbox, b.bbox) is not None:
                     continue
@@ -310,16 +545,10 @@ def find_misalignment(
                     # Stacked boxes (x-spans overlap) share x-lines; boxes in a row share y-lines.
                     if not _spans_overlap(a.bbox, b.bbox, axis):
                         continue
-                    gaps = {
-                        name: abs(read(a.bbox) - read(b.bbox))
-                        for name, (edge_axis, read) in _EDGES.items()
-                        if edge_axis == axis
-                    }
-                    if min(gaps.values()) <= exact:
+                    missed = _misses(a, b, axis, exact, near)
+                    if missed is None:
                         continue
-                    name, gap = min(gaps.items(), key=lambda item: item[1])
-                    if gap > near:
-                        continue
+                    name, gap = missed
                     defects.append(
                         Defect(
                             kind="misalignment",

@@ -49,6 +49,11 @@ class RenderResult:
     elements: list[Element] = field(default_factory=list)
     defects: list[Defect] = field(default_factory=list)
     elapsed_s: float = 0.0
+    # Why a render failed: "program" (it raised, or drew nothing), a sandbox limit ("timeout", "memory",
+    # "cpu_limit", "file_size", "output_limit", "killed", "exited", "exception"), "sandbox" (the
+    # sandbox could not run it), "invalid_reply" (what came back broke its schema or bounds),
+    # "too_large" (the input), "browser" (Chromium failed) or "internal" (a fault of the renderer).
+    error_kind: str | None = None
 
     def to_dict(self, *, with_image: bool = False) -> dict[str, Any]:
         data = asdict(self)
@@ -63,8 +68,12 @@ class RenderResult:
         return cls(**data)
 
     @classmethod
-    def failure(cls, kind: str, error: str, error_lines: list[int] | None = None) -> RenderResult:
-        return cls(kind=kind, ok=False, error=error, error_lines=list(error_lines or []))
+    def failure(
+        cls, kind: str, error: str, error_lines: list[int] | None = None, error_kind: str = "program"
+    ) -> RenderResult:
+        return cls(
+            kind=kind, ok=False, error=error, error_lines=list(error_lines or []), error_kind=error_kind
+        )
 
     def defect_lines(self) -> list[int]:
         return sorted({line for defect in self.defects for line in defect.lines})

@@ -111,10 +111,13 @@ def load_task_folder(folder: str | Path) -> list[Task]:
     return tasks
 
 
-def load_tasks(source: str, kind: str = "chart", count: int = 64, seed: int = 0) -> list[Task]:
-    """``builtin:charts`` (the built-in generator), ``dir:PATH`` (a folder), or a JSONL task file."""
+def load_tasks(
+    source: str, kind: str = "chart", count: int = 64, seed: int = 0, split: str = "train"
+) -> list[Task]:
+    """``builtin:charts`` (the built-in generator; ``split`` picks its training or held-out part),
+    ``dir:PATH`` (a folder), or a JSONL task file."""
     if source == "builtin:charts":
-        return builtin_chart_tasks(count, seed=seed)
+        return builtin_chart_tasks(count, seed=seed, split=split)
     if source.startswith("dir:"):
         return [task for task in load_task_folder(source[4:]) if task.kind == kind]
     return load_task_file(source, kind=kind)

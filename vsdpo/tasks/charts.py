@@ -9,6 +9,7 @@ visual defects, so the defect signal is not always empty.
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 from vsdpo.tasks.types import Task
@@ -55,11 +56,29 @@ def _chart_program(rng: random.Random) -> tuple[str, str]:
     return program, prompt
 
 
-def builtin_chart_tasks(count: int, seed: int = 0) -> list[Task]:
-    """``count`` chart tasks, the same for the same seed."""
+SPLITS = ("train", "eval")
+EVAL_SHARE = 4  # one prompt in four belongs to the held-out split
+
+
+def task_split(prompt: str) -> str:
+    """The split a prompt belongs to, decided by the prompt alone: the same task can never land in
+    both, whatever the seeds and counts of the two calls."""
+    return "eval" if hashlib.sha256(prompt.encode("utf-8")).digest()[0] % EVAL_SHARE == 0 else "train"
+
+
+def builtin_chart_tasks(count: int, seed: int = 0, split: str = "train") -> list[Task]:
+    """``count`` chart tasks of ``split`` (``train`` or the held-out ``eval``), the same for the same seed."""
+    if split not in SPLITS:
+        raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
+    if count < 1:
+        raise ValueError(f"count: expected at least 1 task, got {count!r}")
     rng = random.Random(seed)
-    tasks = []
-    for index in range(count):
+    tasks: list[Task] = []
+    while len(tasks) < count:
         program, prompt = _chart_program(rng)
-        tasks.append(Task(id=f"chart-{seed}-{index}", kind="chart", prompt=prompt, reference=program))
+        if task_split(prompt) == split:
+            index = len(tasks)
+            tasks.append(
+                Task(id=f"chart-{split}-{seed}-{index}", kind="chart", prompt=prompt, reference=program)
+            )
     return tasks

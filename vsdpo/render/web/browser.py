@@ -1,0 +1,434 @@
+"""One headless Chromium per process, shared by every web render, driven from its own event-loop thread.
+
+Playwright objects belong to the event loop that made them, so the browser lives on a daemon thread
+running an asyncio loop; any thread submits a coroutine and waits for its result. Renders from
+several threads therefore run concurrently in one browser (each in its own context). The browser is
+started on first use, relaunched if it dies, started afresh in a forked child, and closed at exit.
+
+Pages are untrusted, so the browser starts through vsdpo.render.web.launcher: no network at all (its
+own network namespace; WebRTC's UDP included), a read-only host with private temporary folders, an
+unprivileged uid and Chromium's own sandbox, and an environment with nothing of the caller's but
+what it needs to start. The first launch probes which of those layers the machine gives; if one is
+missing, web renders fail with error kind "sandbox" unless the caller opted in
+(VSDPO_SANDBOX_ALLOW_WEAK=1), and a warning says so once. What the renderer reads from a page is
+read in a JavaScript world of its own (``evaluate_isolated``), whose functions page scripts cannot
+replace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import json
+import os
+import random
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import warnings
+import weakref
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlparse
+
+from playwright.async_api import async_playwright
+
+CHROMIUM_PATH = os.environ.get("VSDPO_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = (
+    "--headless",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # Walls behind the network namespace: no host name resolves, WebRTC sends no UDP of its own.
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+)
+# Pages rendered at once per browser; more only queue.
+MAX_CONCURRENT_PAGES = 4
+ALLOW_WEAK_ENV = "VSDPO_SANDBOX_ALLOW_WEAK"
+# What the browser's environment keeps of the caller's: enough to find Python and start.
+BROWSER_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "PYTHONHOME", "LD_LIBRARY_PATH")
+BROWSER_UID_BASE = 1_000_000  # the range the sandbox's jobs use, far from any real account
+BROWSER_UID_SPAN = 1 << 24
+MAX_ASSET_BYTES = 64 << 20  # assets copied beside a page, all together
+CLOSE_TIMEOUT_S = 5.0  # a context that does not close by then takes the browser with it
+BACKSTOP_S = 2.0  # past the page's own deadline, the caller stops waiting for the browser
+
+
+# page -> (main frame id, DevTools session, isolated world's execution context id)
+_worlds: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class BrowserRefused(RuntimeError):
+    """The browser cannot get every layer of its sandbox here, and the caller did not opt in."""
+
+
+T = TypeVar("T")
+
+
+class BrowserHost:
+    """A Chromium instance and the event loop that owns it."""
+
+    def __init__(self, executable_path: str = CHROMIUM_PATH):
+        self.executable_path = executable_path
+        self.pid = os.getpid()
+        self.allow_weak = os.environ.get(ALLOW_WEAK_ENV, "") not in ("", "0")
+        self.uid = BROWSER_UID_BASE + random.randrange(BROWSER_UID_SPAN) if os.geteuid() == 0 else 0
+        _sweep_folders_of_dead_hosts()
+        # Pages are written here; the browser sees this folder, read-only, and nothing else of /tmp.
+        self.pages = tempfile.mkdtemp(prefix=f"vsdpo-pages-{self.pid}-")
+        os.chmod(self.pages, 0o755)
+        self._launcher_dir = tempfile.mkdtemp(prefix=f"vsdpo-browser-{self.pid}-")
+        self.launcher = os.path.join(self._launcher_dir, "chromium")
+        with open(self.launcher, "w") as script:
+            script.write(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m vsdpo.render.web.launcher "$@"\n')
+        os.chmod(self.launcher, 0o700)
+        self.layers: dict[str, Any] | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="vsdpo-chromium", daemon=True)
+        self._thread.start()
+        self._playwright: Any = None
+        self._browser: Any = None
+        self._launch_lock = asyncio.Lock()
+        self._page_slots = asyncio.Semaphore(MAX_CONCURRENT_PAGES)
+
+    def run(self, make_coroutine: Callable[[Any], Awaitable[T]], timeout_s: float) -> T:
+        """Run ``make_coroutine(browser)`` on the browser's loop; wait at most ``timeout_s`` for it."""
+        future = asyncio.run_coroutine_threadsafe(self._with_browser(make_coroutine), self._loop)
+        try:
+            return future.result(timeout_s)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
+
+    async def _with_browser(self, make_coroutine: Callable[[Any], Awaitable[T]]) -> T:
+        async with self._page_slots:
+            browser = await self._ensure_browser()
+            return await make_coroutine(browser)
+
+    async def _ensure_browser(self) -> Any:
+        async with self._launch_lock:
+            if self._browser is not None and self._browser.is_connected():
+                return self._browser
+            await self._close_browser()
+            if not os.path.exists(self.executable_path):
+                raise FileNotFoundError(
+                    f"Chromium: expected an executable at {self.executable_path!r} "
+                    "(apt-get install chromium, or set VSDPO_CHROMIUM)"
+                )
+            if self.layers is None:
+                self.layers = await asyncio.get_running_loop().run_in_executor(None, self._probe)
+            missing = self.layers.get("missing") or []
+            if missing and not self.allow_weak:
+                raise BrowserRefused(
+                    f"the browser sandbox lacks {', '.join(missing)} on this machine; "
+                    f"set {ALLOW_WEAK_ENV}=1 to render untrusted pages anyway"
+                )
+            self._playwright = await async_playwright().start()
+            self._browser = await self._playwright.chromium.launch(
+                executable_path=self.launcher,
+                args=list(CHROMIUM_ARGS),
+                headless=True,
+                chromium_sandbox=True,
+                env=self.environment(),
+            )
+            return self._browser
+
+    def environment(self) -> dict[str, str]:
+        env = {name: os.environ[name] for name in BROWSER_ENV if name in os.environ}
+        env.update(
+            VSDPO_CHROMIUM=self.executable_path,
+            VSDPO_BROWSER_UID=str(self.uid),
+            VSDPO_BROWSER_PAGES=self.pages,
+            VSDPO_BROWSER_ALLOW_WEAK="1" if self.allow_weak else "0",
+        )
+        return env
+
+    def _probe(self) -> dict[str, Any]:
+        """Which sandbox layers the launcher gets here; a warning says so once if one is missing."""
+        probe = subprocess.run(
+            [self.launcher, "--probe"], env=self.environment(), capture_output=True, text=True, timeout=60
+        )
+        try:
+            layers = json.loads(probe.stdout)
+        except ValueError:
+            layers = {"layers": [], "missing": ["all"], "notes": {"probe": probe.stderr[-300:]}}
+        missing = layers.get("missing") or []
+        if missing:
+            notes = "; ".join(f"{k}: {v}" for k, v in (layers.get("notes") or {}).items())
+            consequence = (
+                "rendering untrusted pages anyway, as asked"
+                if self.allow_weak
+                else f"web renders are refused (set {ALLOW_WEAK_ENV}=1 to run them anyway)"
+            )
+            warnings.warn(
+                f"browser sandbox: this machine lacks {', '.join(missing)} ({notes}); {consequence}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return layers
+
+    async def discard_browser(self) -> None:
+        """Drop a browser that stopped answering; the next render launches a new one."""
+        async with self._launch_lock:
+            await self._close_browser()
+
+    async def _close_browser(self) -> None:
+        browser, playwright = self._browser, self._playwright
+        self._browser = self._playwright = None
+        for closing in (browser.close() if browser else None, playwright.stop() if playwright else None):
+            if closing is None:
+                continue
+            # A dead browser cannot be closed twice; its process is gone with the driver.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(closing, 10)
+
+    def close(self) -> None:
+        if self._loop.is_closed() or not self._thread.is_alive():
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self._close_browser(), self._loop).result(15)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        for folder in (self.pages, self._launcher_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _sweep_folders_of_dead_hosts() -> None:
+    """Remove the page and launcher folders of hosts whose process is gone (killed, say)."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(tempfile.gettempdir()):
+            kind, _, rest = name.partition("-")
+            owner = rest.split("-")[1] if rest.count("-") >= 2 else ""
+            if kind != "vsdpo" or not rest.startswith(("pages-", "browser-")) or not owner.isdigit():
+                continue
+            try:
+                os.kill(int(owner), 0)
+            except ProcessLookupError:
+                shutil.rmtree(os.path.join(tempfile.gettempdir(), name), ignore_errors=True)
+            except PermissionError:
+                pass
+
+
+_host: BrowserHost | None = None
+_host_lock = threading.Lock()
+
+
+def browser_host() -> BrowserHost:
+    """The process's browser host, made on first use (and again in a forked child)."""
+    global _host
+    with _host_lock:
+        if _host is None or _host.pid != os.getpid():
+            # A host inherited through fork has no thread behind it: start over, leave the parent's alone.
+            _host = BrowserHost()
+        return _host
+
+
+def close_browser() -> None:
+    global _host
+    with _host_lock:
+        host, _host = _host, None
+    if host is not None and host.pid == os.getpid():
+        host.close()
+
+
+atexit.register(close_browser)
+
+
+# ------------------------------------------------------------------------------------------ local pages
+
+VIEWPORT_HEIGHT = 720  # the layout viewport of a full-page render (what `100vh` means)
+MAX_PAGE_HEIGHT = 8192  # full-page screenshots are cut here
+PAGE_NAME = "index.html"
+
+
+def run_local_page(
+    html: str,
+    extract: Callable[[Any], Awaitable[T]],
+    *,
+    width: int,
+    height: int | None,
+    timeout_s: float,
+    assets_dir: str | os.PathLike | None = None,
+) -> T:
+    """Open ``html`` in its own browser context and return ``await extract(page)``.
+
+    The page lies in a private folder beside links to the files of ``assets_dir``; every request that
+    leaves that folder (other than ``data:``, ``blob:``, ``about:``) is blocked. The viewport is
+    ``width`` x ``height`` (x ``VIEWPORT_HEIGHT`` for a full page). Raises ``TimeoutError`` when the
+    page and ``extract`` do not finish within ``timeout_s``.
+    """
+    host = browser_host()
+    # Readable by the browser's uid: the folder and the files in it, never anything else of the caller's.
+    root = Path(tempfile.mkdtemp(prefix="page-", dir=host.pages))
+    os.chmod(root, 0o755)
+    try:
+        if assets_dir is not None:
+            source = Path(assets_dir)
+            if not source.is_dir():
+                raise NotADirectoryError(f"assets_dir: expected a directory, got {str(assets_dir)!r}")
+            _copy_assets(source, root)
+        page_path = root / PAGE_NAME
+        page_path.write_text(html, encoding="utf-8")
+        os.chmod(page_path, 0o644)
+        job = _LocalPage(page_path, width, height, timeout_s, extract)
+        try:
+            # The host's own deadline is a backstop; the job enforces timeout_s itself and cleans up.
+            return host.run(job.run, timeout_s + BACKSTOP_S)
+        except (asyncio.TimeoutError, concurrent.futures.TimeoutError):
+            raise TimeoutError(f"the page did not finish rendering within {timeout_s:g}s") from None
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _copy_assets(source: Path, root: Path) -> None:
+    """Put the files of ``source`` beside the page (links followed), readable by all, up to
+    MAX_ASSET_BYTES in all: the browser's uid may not be able to read the caller's folders. A file
+    that others may read already is linked where the filesystem allows, else copied."""
+    budget = MAX_ASSET_BYTES
+
+    def place(src: str, dst: str) -> str:
+        nonlocal budget
+        info = os.stat(src)
+        budget -= info.st_size
+        if budget < 0:
+            raise ValueError(f"assets_dir: more than {MAX_ASSET_BYTES} bytes of files")
+        if info.st_mode & stat.S_IROTH:
+            with contextlib.suppress(OSError):
+                os.link(os.path.realpath(src), dst)
+                return dst
+        shutil.copyfile(src, dst)
+        os.chmod(dst, 0o644)
+        return dst
+
+    for entry in source.iterdir():
+        if entry.name == PAGE_NAME:
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, root / entry.name, copy_function=place)
+            for folder, _, _ in os.walk(root / entry.name):
+                os.chmod(folder, 0o755)
+        elif entry.is_file():
+            place(str(entry), str(root / entry.name))
+
+
+def canvas_height(height: int | None, document_height: float) -> int:
+    """The fixed canvas's height, or the full page's (cut at MAX_PAGE_HEIGHT)."""
+    return height or max(1, min(int(document_height), MAX_PAGE_HEIGHT))
+
+
+async def page_screenshot(page: Any, width: int, height: int | None, document_height: float) -> bytes:
+    """PNG of the fixed ``width`` x ``height`` canvas, or of the full page (cut at MAX_PAGE_HEIGHT)."""
+    return await page.screenshot(
+        clip={"x": 0, "y": 0, "width": width, "height": canvas_height(height, document_height)},
+        full_page=height is None,
+        animations="disabled",
+        caret="hide",
+    )
+
+
+async def _close_context(context: Any) -> None:
+    try:
+        await asyncio.wait_for(context.close(), CLOSE_TIMEOUT_S)
+    except Exception:
+        # A renderer stuck in a script loop can hold its context: drop the whole browser.
+        await browser_host().discard_browser()
+
+
+class _LocalPage:
+    def __init__(self, page_path: Path, width: int, height: int | None, timeout_s: float, extract):
+        self.page_path, self.width, self.height, self.timeout_s = page_path, width, height, timeout_s
+        self.extract = extract
+        self.root = str(page_path.parent.resolve())
+
+    async def run(self, browser: Any) -> Any:
+        context = await browser.new_context(
+            viewport={"width": self.width, "height": self.height or VIEWPORT_HEIGHT},
+            device_scale_factor=1,
+            service_workers="block",
+            accept_downloads=False,
+        )
+        try:
+            result = await asyncio.wait_for(self._open_and_extract(context), self.timeout_s)
+        except BaseException:
+            # A page still busy (a script loop, a huge document) can hold its context for long: it is
+            # closed in the background, so that the render's deadline holds.
+            asyncio.get_running_loop().create_task(_close_context(context))
+            raise
+        await _close_context(context)
+        return result
+
+    async def _allow_only_local(self, route: Any) -> None:
+        url = route.request.url
+        if url.startswith(("data:", "blob:", "about:")) or self._inside_root(url):
+            await route.continue_()
+        else:
+            await route.abort("blockedbyclient")
+
+    def _inside_root(self, url: str) -> bool:
+        parsed = urlparse(url)
+        if parsed.scheme != "file":
+            return False
+        return os.path.realpath(unquote(parsed.path)).startswith(self.root + os.sep)
+
+    async def _open_and_extract(self, context: Any) -> Any:
+        await context.route("**/*", self._allow_only_local)
+        page = await context.new_page()
+        try:
+            await page.goto(self.page_path.as_uri(), wait_until="load", timeout=self.timeout_s * 600)
+        except Exception as error:  # a load that never ends is still a page; a stuck script times out above
+            if "Timeout" not in type(error).__name__:
+                raise
+        await evaluate_isolated(page, "() => document.fonts.ready.then(() => true)", None)
+        return await self.extract(page)
+
+
+async def evaluate_isolated(page: Any, function: str, arg: Any) -> Any:
+    """``(function)(arg)`` evaluated in a JavaScript world of its own on the page's main frame.
+
+    The world shares the page's DOM but none of its JavaScript: prototypes and globals there are the
+    browser's own, so a page script that replaces getBoundingClientRect or getComputedStyle changes
+    nothing the function sees. ``arg`` must be JSON; the value comes back as JSON. The world (and the
+    DevTools session that made it) is made once per document and reused.
+    """
+    frame_id, session, context_id = _worlds.get(page, (None, None, None))
+    if session is None:
+        session = await page.context.new_cdp_session(page)
+        tree = await session.send("Page.getFrameTree")
+        frame_id = tree["frameTree"]["frame"]["id"]
+    if context_id is None:
+        world = await session.send(
+            "Page.createIsolatedWorld",
+            {"frameId": frame_id, "worldName": "vsdpo-extract", "grantUniveralAccess": False},
+        )
+        context_id = world["executionContextId"]
+        _worlds[page] = (frame_id, session, context_id)
+    try:
+        reply = await session.send(
+            "Runtime.evaluate",
+            {
+                "expression": f"({function})({json.dumps(arg)})",
+                "contextId": context_id,
+                "returnByValue": True,
+                "awaitPromise": True,
+            },
+        )
+    except Exception:
+        _worlds.pop(page, None)  # a navigation ends the world: the next call makes a new one
+        raise
+    if "exceptionDetails" in reply:
+        details = reply["exceptionDetails"]
+        description = details.get("exception", {}).get("description") or details.get("text")
+        raise RuntimeError(f"in-page extraction failed: {description}")
+    return reply["result"].get("value")

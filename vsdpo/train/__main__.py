@@ -1,0 +1,7 @@
+"""``python -m vsdpo.train [--config FILE] [--KEY VALUE ...]``."""
+
+import sys
+
+from vsdpo.train.cli import main
+
+sys.exit(main())

@@ -1,0 +1,118 @@
+"""The group batch: one prompt's G rollouts as the model and the loss read them.
+
+``build_group`` tokenizes the prompt (with its target image), the sampled responses and, when
+distillation is on, each rollout's teacher context (vsdpo.teacher_context) into a
+``vsdpo.sharing.RolloutGroup``. ``GroupBatch.build`` then lays the per-token tensors the loss needs
+— sampled ids, behaviour log-probs, the response mask with crashed rollouts masked out, the token
+credit (vsdpo.credit) and the advantages — on the width of the hidden states.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from vsdpo.credit import token_credit
+from vsdpo.sharing import RolloutGroup
+from vsdpo.teacher_context import teacher_context
+from vsdpo.train.generate import Rollout
+from vsdpo_kernels import LossInputs
+
+
+def build_group(
+    processor, rollouts: list[Rollout], target_image, config, with_feedback: bool
+) -> RolloutGroup:
+    """The ``RolloutGroup`` of one prompt: prompt (and target image), the sampled response ids, and
+    each rollout's teacher context when ``with_feedback``."""
+    task = rollouts[0].task
+    show_target = config.data.prompt_image and target_image is not None
+    feedbacks, feedback_images = None, None
+    if with_feedback:
+        contexts = [
+            teacher_context(r.render, r.program, with_image=config.algorithm.teacher_image) for r in rollouts
+        ]
+        feedbacks = [c.text for c in contexts]
+        feedback_images = [c.images or None for c in contexts]
+    group = RolloutGroup.from_text(
+        processor,
+        task.prompt,
+        [""] * len(rollouts),
+        feedbacks,
+        prompt_images=[target_image] if show_target else None,
+        feedback_images=feedback_images,
+    )
+    return dataclasses.replace(group, response_ids=[r.response_ids for r in rollouts])
+
+
+def padded(rows, width: int, fill, dtype) -> torch.Tensor:
+    """Rows of unequal length as one [len(rows), width] tensor, cut or filled with ``fill``."""
+    out = torch.full((len(rows), width), fill, dtype=dtype)
+    for index, row in enumerate(rows):
+        row = torch.as_tensor(row, dtype=dtype)[:width]
+        out[index, : len(row)] = row
+    return out
+
+
+@dataclass
+class GroupBatch:
+    """The loss's inputs of one group but the student's hidden states and the weight, which the
+    output layer supplies (vsdpo.train.distributed.LossHead), on the hidden states' width and device."""
+
+    targets: torch.Tensor  # [G, T] sampled ids
+    behaviour_logprobs: torch.Tensor  # [G, T] generate's log-probs
+    mask: torch.Tensor  # [G, T] response tokens of rollouts that rendered and scored
+    valid: torch.Tensor  # [G] rollouts that rendered and scored
+    credit: torch.Tensor | None = None  # [G, T] visual-grounded credit (vsdpo only)
+    advantages: torch.Tensor | None = None  # [G] group-normalised advantages (when the policy term is on)
+    teacher_hidden: torch.Tensor | None = None  # [G, T, D] (when distilling)
+    old_logprobs: torch.Tensor | None = None  # [G, T] the ratio's denominator; None: ratio 1
+    ref_logprobs: torch.Tensor | None = None  # [G, T] the initial policy's (the KL penalty)
+    num_items_in_batch: float | None = None  # dapo: the step's response tokens over all ranks
+
+    @classmethod
+    def build(cls, rollouts: list[Rollout], response_mask: torch.Tensor, config, **terms) -> GroupBatch:
+        """The per-token tensors of ``rollouts``; ``terms`` sets the fields the update computes itself
+        (teacher_hidden, ref_logprobs, num_items_in_batch)."""
+        width, device = response_mask.shape[1], response_mask.device
+        valid = torch.tensor([not r.render_crashed for r in rollouts], device=device)
+        credit = None
+        if config.algorithm.uses_credit and config.algorithm.uses_distillation:
+            credit = credit_matrix(rollouts, width, config).to(device)
+        advantages = None
+        if config.algorithm.loss.pg_weight > 0:
+            advantages = torch.tensor([r.advantage for r in rollouts], device=device)
+        behaviour = padded([r.behaviour_logprobs for r in rollouts], width, 0.0, torch.float32).to(device)
+        return cls(
+            targets=padded([r.response_ids for r in rollouts], width, 0, torch.long).to(device),
+            behaviour_logprobs=behaviour,
+            mask=response_mask & valid[:, None],
+            valid=valid,
+            credit=credit,
+            advantages=advantages,
+            old_logprobs=behaviour if config.algorithm.old_logprobs == "behaviour" else None,
+            **terms,
+        )
+
+    def loss_inputs(self, student_hidden: torch.Tensor, weight: torch.Tensor) -> LossInputs:
+        return LossInputs(
+            student_hidden, weight, self.targets, teacher_hidden=self.teacher_hidden, advantages=self.advantages,
+            old_logprobs=self.old_logprobs, ref_logprobs=self.ref_logprobs, credit=self.credit, mask=self.mask,
+            num_items_in_batch=self.num_items_in_batch,
+        )  # fmt: skip
+
+
+def credit_matrix(rollouts: list[Rollout], width: int, config) -> torch.Tensor:
+    """Each rollout's token credit (1 + alpha * severity on the tokens behind a defect), padded with 1."""
+    rows = [
+        token_credit(
+            r.text,
+            r.token_offsets,
+            r.render,
+            alpha=config.algorithm.credit_alpha,
+            reduce=config.algorithm.credit_reduce,
+        )
+        for r in rollouts
+    ]
+    return padded(rows, width, 1.0, torch.float32)

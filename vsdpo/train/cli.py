@@ -1,0 +1,61 @@
+"""``vsdpo train`` and ``python -m vsdpo.train``: ``--config FILE`` and one ``--key value`` flag per
+config key (dotted for nested keys: ``--run.max_steps 40``, ``--algorithm.loss.beta 0``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+
+from vsdpo.train.config import ConfigError, load_config, parse_overrides
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``vsdpo train``."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train a policy with vsdpo / sdpo / grpo",
+        description="Train a code-writing policy from visual feedback. Without --config: the embedded tiny default. "
+        "Every key of docs/training.md is a flag: --run.max_steps 40, --algorithm grpo, --model FOLDER.",
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="a YAML file, or the name of a packaged config (qwen3vl_8b_chart, qwen3vl_8b_web, "
+        "qwen3vl_8b_slides, tiny_chart); default: tiny_chart",
+    )
+    parser.epilog = "Every other flag sets a configuration key (docs/training.md): --KEY VALUE."
+    parser.set_defaults(func=run_from_args, takes_overrides=True)  # --KEY VALUE flags
+    return parser
+
+
+def run_from_args(args: argparse.Namespace, extra: list[str]) -> int:
+    """Load the configuration (the file, then the ``--KEY VALUE`` flags in ``extra``) and train; a
+    config error exits with 2 before any model loads."""
+    try:
+        overrides = parse_overrides(extra)
+        config = load_config(args.config, overrides)
+    except ConfigError as error:
+        print(f"vsdpo train: config error: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from vsdpo.train.loop import train  # heavy (torch, transformers): only once the config is valid
+
+    try:
+        metrics = train(config)
+    except ConfigError as error:  # a task source or the output folder, found bad before any model loads
+        print(f"vsdpo train: config error: {error}", file=sys.stderr)
+        return 2
+    if metrics:
+        reward, loss = metrics.get("reward", math.nan), metrics.get("loss", math.nan)
+        print(f"done: {config.run.output_dir} (last step reward {reward:.3f}, loss {loss:.4f})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m vsdpo.train")
+    add_parser(parser.add_subparsers(dest="command"))
+    args, extra = parser.parse_known_args(["train", *argv])
+    return run_from_args(args, extra)

@@ -1,0 +1,201 @@
+"""Held-out evaluation: the policy's reward on tasks it never trains on, and the teacher gain.
+
+At step 0, every ``eval.every`` steps and at the end, each held-out task gets ``eval.samples`` first
+attempts, sampled from a fixed seed (the training's random state is saved and restored around it, so
+evaluating never changes the run). Each attempt is rendered in the sandbox and scored with the task
+kind's visual reward (vsdpo.rewards; the user's ``reward.funcs`` are left out: this is the task's own
+measure). With ``eval.teacher_gain``, every first attempt's feedback (vsdpo.teacher_context, exactly
+the teacher's context in training) is appended to its prompt and a second attempt is sampled: the
+mean reward of the second attempts minus that of the first is the *teacher gain*, the precondition
+of self-distillation (a teacher that does no better given the feedback has nothing to teach).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from vsdpo.credit import extract_code
+from vsdpo.tasks import load_tasks
+from vsdpo.teacher_context import teacher_context
+from vsdpo.train import distributed
+from vsdpo.train.config import ConfigError
+from vsdpo.train.data import TaskSet, with_target_images
+from vsdpo.train.generate import decode_with_offsets, prompt_text, sample
+from vsdpo.train.scoring import visual_reward
+
+log = logging.getLogger("vsdpo.train")
+
+
+@dataclass
+class EvalResult:
+    """One evaluation's means over every held-out attempt (all ranks)."""
+
+    step: int
+    reward: float
+    execution_rate: float
+    defect_rate: float  # share of the attempts that ran whose render has a defect
+    second_reward: float | None = None  # the second attempts', given the feedback on the first
+    second_execution_rate: float | None = None
+    teacher_gain: float | None = None  # second_reward - reward
+
+    def metrics(self) -> dict[str, float]:
+        return {k: v for k, v in asdict(self).items() if k != "step" and v is not None}
+
+
+@dataclass
+class Attempt:
+    prompt: str  # the user's text, feedback included for a second attempt
+    target: object = None  # the target image shown with the prompt (PIL), if any
+    feedback_images: list = field(default_factory=list)  # the feedback's render, for a second attempt
+    program: str = ""
+    render: object = None
+    reward: float = 0.0
+
+    def record(self) -> dict:
+        render = self.render
+        return {
+            "program": self.program,
+            "reward": self.reward,
+            "ran": bool(render is not None and render.ok),
+            "error": None if render is None else render.error,
+            "defects": [] if render is None else [f"{d.kind} lines {d.lines}" for d in render.defects],
+        }
+
+
+def eval_tasks(config, render_pool) -> TaskSet | None:
+    """The held-out tasks ``eval.tasks`` names (None when there are none), with their target images."""
+    source, data = config.eval.tasks, config.data
+    if source == "none":
+        return None
+    if source == "auto":
+        if data.tasks != "builtin:charts":
+            log.warning(
+                "eval.tasks: 'auto' has no held-out split for %s; name a second task source to evaluate",
+                data.tasks,
+            )
+            return None
+        source = data.tasks
+    try:
+        tasks = load_tasks(source, kind=data.kind, count=config.eval.num_tasks, seed=data.seed, split="eval")
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"eval.tasks: {error}") from None
+    tasks = tasks[: config.eval.num_tasks]
+    if not tasks:
+        raise ConfigError(f"eval.tasks: no tasks of kind {data.kind!r} in {source}")
+    return with_target_images(tasks, config, render_pool)
+
+
+class Evaluator:
+    """Runs the held-out evaluation for the loop; this rank takes its share of the tasks."""
+
+    def __init__(self, tasks: TaskSet, config, render_pool, run_dir: Path | None = None):
+        rank, world = distributed.rank(), distributed.world_size()
+        usable = len(tasks) - len(tasks) % world  # every rank samples as many batches (generate syncs them)
+        if usable < len(tasks):
+            log.warning(
+                "eval: %d held-out tasks left out to share the rest over %d ranks", len(tasks) - usable, world
+            )
+        self.tasks = tasks.pick(list(range(rank, usable, world)))
+        self.config, self.render_pool = config, render_pool
+        self.reward = visual_reward(config)
+        self.out_dir = None if run_dir is None else Path(run_dir) / "eval"
+
+    def due(self, step: int) -> bool:
+        every = self.config.eval.every
+        return step == 0 or step == self.config.run.max_steps or (every > 0 and step % every == 0)
+
+    def _attempts(self, model, processor, attempts: list[Attempt], tasks) -> None:
+        """Sample, render and score ``attempts`` in place, in chunks of one training step's size."""
+        tokenizer = getattr(processor, "tokenizer", processor)
+        chunk = self.config.rollout.prompts_per_step * self.config.rollout.num_generations
+        for start in range(0, len(attempts), chunk):
+            part = attempts[start : start + chunk]
+            texts = [prompt_text(processor, a.prompt, a.target is not None) for a in part]
+            images = [
+                image
+                for a in part
+                for image in ([a.target] if a.target is not None else []) + a.feedback_images
+            ]
+            for attempt, (ids, _) in zip(
+                part, sample(model, processor, texts, images or None, self.config.rollout), strict=True
+            ):
+                attempt.program = extract_code(decode_with_offsets(tokenizer, ids.tolist())[0]).code
+        futures = [
+            self.render_pool.submit(a.program, task.kind) for a, task in zip(attempts, tasks, strict=True)
+        ]
+
+        def score(job) -> None:
+            attempt, task, future = job
+            attempt.render = future.result()
+            try:
+                attempt.reward = self.reward.score_one(
+                    attempt.render, attempt.program, task.reference, task.kind
+                )
+            except Exception as error:  # a reward that cannot be computed counts as a failed attempt
+                log.warning("eval: reward failed for task %s: %s: %s", task.id, type(error).__name__, error)
+                attempt.reward = 0.0
+
+        # The renders are queued first: a score, on the same threads, waits only on its own render.
+        self.render_pool.map(score, zip(attempts, tasks, futures, strict=True))
+
+    def run(self, model, processor, step: int) -> EvalResult:
+        samples = self.config.eval.samples
+        tasks = [task for task in self.tasks.tasks for _ in range(samples)]
+        show_target = self.config.data.prompt_image and all(image is not None for image in self.tasks.images)
+        targets = [image if show_target else None for image in self.tasks.images for _ in range(samples)]
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.config.eval.seed + distributed.rank())
+            first = [Attempt(task.prompt, image) for task, image in zip(tasks, targets, strict=True)]
+            self._attempts(model, processor, first, tasks)
+            second = []
+            if self.config.eval.teacher_gain:
+                with_image = self.config.algorithm.teacher_image
+                for attempt in first:
+                    context = teacher_context(attempt.render, attempt.program, with_image=with_image)
+                    second.append(Attempt(attempt.prompt + context.text, attempt.target, context.images))
+                self._attempts(model, processor, second, tasks)
+        if self.out_dir is not None:
+            self.save(step, tasks, first, second)
+        return summarise(step, first, second)
+
+    def save(self, step: int, tasks, first: list[Attempt], second: list[Attempt]) -> None:
+        """Every attempt of this evaluation, for reading: ``eval/step-NNNN[-rank].jsonl``."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        suffix = f"-rank{distributed.rank()}" if distributed.is_distributed() else ""
+        lines = []
+        for index, (task, attempt) in enumerate(zip(tasks, first, strict=True)):
+            record = {"task": task.id, "prompt": task.prompt, **attempt.record()}
+            if second:
+                record["second"] = second[index].record()
+            lines.append(json.dumps(record))
+        (self.out_dir / f"step-{step:04d}{suffix}.jsonl").write_text(
+            "\n".join(lines) + "\n", encoding="utf-8"
+        )
+
+
+def summarise(step: int, first: list[Attempt], second: list[Attempt]) -> EvalResult:
+    """Means over every rank's attempts."""
+
+    def totals(attempts):
+        ran = [a for a in attempts if a.render is not None and a.render.ok]
+        return [
+            len(attempts),
+            sum(a.reward for a in attempts),
+            len(ran),
+            sum(bool(a.render.defects) for a in ran),
+        ]
+
+    n, reward, ran, defective = (distributed.all_reduce_sum(v) for v in totals(first))
+    result = EvalResult(step, reward / max(n, 1), ran / max(n, 1), defective / max(ran, 1))
+    if second:
+        n2, reward2, ran2, _ = (distributed.all_reduce_sum(v) for v in totals(second))
+        result.second_reward = reward2 / max(n2, 1)
+        result.second_execution_rate = ran2 / max(n2, 1)
+        result.teacher_gain = result.second_reward - result.reward
+    return result

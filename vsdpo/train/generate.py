@@ -1,0 +1,202 @@
+"""Generation: G sampled responses per prompt from Hugging Face ``generate`` (batched, KV cache),
+with the behaviour log-prob of every sampled token, as typed ``Rollout`` records.
+
+Sampling is done by our own logits processor rather than generate's warpers, so that we can record
+``log_softmax(logits / temperature)`` of each sampled token (the distribution the loss uses) before
+top-p truncation, holding one [batch, vocab] block at a time instead of generate's full score history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import LogitsProcessorList
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+from vsdpo.credit import extract_code
+from vsdpo.render import RenderResult
+from vsdpo.tasks import Task
+from vsdpo.train import distributed
+
+
+@dataclass(eq=False)  # compared by identity: it holds tensors
+class Rollout:
+    """One sampled response of the group of prompt ``task``; scoring fills the last four fields."""
+
+    task: Task
+    group: int  # index of its prompt in the step's batch
+    response_ids: (
+        torch.Tensor
+    )  # LongTensor [R], up to and including the end-of-turn token when one was sampled
+    behaviour_logprobs: torch.Tensor  # FloatTensor [R]
+    text: str
+    token_offsets: list[tuple[int, int]]  # (start, end) characters of each response token in ``text``
+    program: str
+    render: RenderResult | None = None
+    reward: float = 0.0
+    advantage: float = 0.0
+    render_crashed: bool = False  # the renderer or the reward failed: no loss on it
+
+
+class BehaviourSampler:
+    """A logits processor that samples with temperature and top-p itself and records log-probs.
+
+    At step t it receives the tokens sampled so far, so it gathers the previous step's sampled
+    token from the log-probs it kept; ``finish`` gathers the last one after generate returns.
+    """
+
+    def __init__(self, temperature: float, top_p: float, suppress_ids: list[int] = ()):
+        self.suppress_ids = list(suppress_ids)
+        self.temperature = temperature
+        self.top_p = top_p
+        self.logprobs: list[torch.Tensor] = []
+        self._last = None
+
+    def _gather_last(self, input_ids) -> None:
+        if self._last is not None:
+            self.logprobs.append(self._last.gather(1, input_ids[:, -1:]).squeeze(1))
+            self._last = None
+
+    def __call__(self, input_ids, scores):
+        self._gather_last(input_ids)
+        scores = scores.float() / self.temperature
+        self._last = torch.log_softmax(scores, dim=-1)
+        if self.suppress_ids:  # never sample image placeholders or other template tokens inside a response
+            scores[:, self.suppress_ids] = float("-inf")
+        if self.top_p < 1.0:
+            sorted_logp, order = self._last.sort(dim=-1, descending=True)
+            outside = sorted_logp.exp().cumsum(-1) - sorted_logp.exp() > self.top_p
+            scores = scores.masked_fill(outside.scatter(1, order, outside), float("-inf"))
+        return scores
+
+    def finish(self, sequences):
+        self._gather_last(sequences)
+        return (
+            torch.stack(self.logprobs, dim=1)
+            if self.logprobs
+            else sequences.new_zeros((len(sequences), 0)).float()
+        )
+
+
+def prompt_messages(prompt: str, with_image: bool) -> list[dict]:
+    content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": prompt}]
+    return [{"role": "user", "content": content}]
+
+
+def prompt_text(processor, prompt: str, with_image: bool) -> str:
+    """The chat-templated user turn (with the target image's placeholder) and the assistant header."""
+    return processor.apply_chat_template(
+        prompt_messages(prompt, with_image), add_generation_prompt=True, tokenize=False
+    )
+
+
+def encode(processor, texts: list[str], images: list[Any] | None, device, padding_side: str = "left"):
+    """Batch encoding of texts (with their images); left padding for generation."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    tokenizer.padding_side = padding_side
+    if images:
+        encoded = processor(text=texts, images=images, return_tensors="pt", padding=True)
+    else:
+        encoded = tokenizer(texts, return_tensors="pt", padding=True)
+    return {k: v.to(device) for k, v in encoded.items()}
+
+
+def sample(model, processor, prompts: list[str], images: list[Any] | None, rollout_config, generator=None):
+    """One batched ``generate`` call over already templated ``prompts``: (response ids, their
+    behaviour log-probs) per prompt, each cut after its first end-of-turn token."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    device = next(model.parameters()).device
+    inputs = encode(processor, prompts, images, device)
+    prompt_length = inputs["input_ids"].shape[1]
+    eos = model.generation_config.eos_token_id
+    eos_ids = set(eos if isinstance(eos, list) else [eos])
+    vocab_size = model.config.get_text_config().vocab_size
+    suppress = [i for i in tokenizer.all_special_ids if i not in eos_ids and i < vocab_size]
+    sampler = BehaviourSampler(rollout_config.temperature, rollout_config.top_p, suppress)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        sequences = model.generate(
+            **inputs,
+            do_sample=True,
+            temperature=1.0,
+            top_p=1.0,
+            top_k=None,
+            max_new_tokens=rollout_config.max_new_tokens,
+            logits_processor=LogitsProcessorList([sampler]),
+            eos_token_id=eos,
+            pad_token_id=tokenizer.pad_token_id,
+            use_cache=True,
+            synced_gpus=distributed.is_distributed(),  # FSDP: every rank runs as many forwards as the longest
+        )
+    model.train(was_training)
+    responses = sequences[:, prompt_length:]
+    logprobs = sampler.finish(sequences)
+    out = []
+    for row in range(responses.shape[0]):
+        tokens = responses[row].tolist()
+        length = next((i + 1 for i, token in enumerate(tokens) if token in eos_ids), len(tokens))
+        out.append((responses[row, :length].cpu(), logprobs[row, :length].cpu()))
+    return out
+
+
+def generate_rollouts(model, processor, tasks: list[Task], target_images, config) -> list[Rollout]:
+    """G rollouts per task, all sampled in one batched ``generate`` call."""
+    G = config.rollout.num_generations
+    tokenizer = getattr(processor, "tokenizer", processor)
+    with_image = config.data.prompt_image and all(image is not None for image in target_images)
+    texts = [prompt_text(processor, task.prompt, with_image) for task in tasks for _ in range(G)]
+    images = [image for image in target_images for _ in range(G)] if with_image else None
+    rollouts = []
+    for row, (ids, logprobs) in enumerate(sample(model, processor, texts, images, config.rollout)):
+        text, offsets = decode_with_offsets(tokenizer, ids.tolist())
+        rollouts.append(
+            Rollout(
+                task=tasks[row // G],
+                group=row // G,
+                response_ids=ids,
+                behaviour_logprobs=logprobs,
+                text=text,
+                token_offsets=offsets,
+                program=extract_code(text).code,
+            )
+        )
+    return rollouts
+
+
+BYTE_DECODER = {char: byte for byte, char in bytes_to_unicode().items()}  # byte-level BPE's alphabet
+
+
+def decode_with_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int, int]]]:
+    """The response text (special tokens dropped) and each token's character span in it.
+
+    Byte-level BPE tokens map to exact byte spans, converted to characters; other tokenizers fall
+    back to decoding growing prefixes. Special tokens get an empty span.
+    """
+    special = set(tokenizer.all_special_ids)
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    if all(
+        i in special or all(ch in BYTE_DECODER for ch in piece) for i, piece in zip(ids, pieces, strict=False)
+    ):
+        data = bytearray()
+        byte_spans = []
+        for token_id, piece in zip(ids, pieces, strict=False):
+            start = len(data)
+            if token_id not in special:
+                data.extend(BYTE_DECODER[ch] for ch in piece)
+            byte_spans.append((start, len(data)))
+        text = bytes(data).decode("utf-8", errors="replace")
+        if len(text.encode("utf-8")) == len(data):  # every byte decoded to itself: spans convert exactly
+            # A character belongs to the token holding its first byte: count the characters begun before each byte.
+            begun_before = [0] * (len(data) + 1)
+            for position, byte in enumerate(data):
+                begun_before[position + 1] = begun_before[position] + ((byte & 0xC0) != 0x80)
+            return text, [(begun_before[a], begun_before[b]) for a, b in byte_spans]
+    offsets, previous = [], ""
+    for end in range(1, len(ids) + 1):
+        current = tokenizer.decode(ids[:end], skip_special_tokens=True)
+        offsets.append((len(previous), len(current)))
+        previous = current
+    return previous, offsets

@@ -1,0 +1,77 @@
+"""The teacher: the same weights given the rollout's feedback (``live``, the paper's weight sharing)
+or a moving average of them (``ema``), and the frozen initial policy for the KL penalty. It returns
+the student's and the teacher's hidden states of one group, sharing the prompt's KV cache."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import torch
+
+from vsdpo.sharing import RolloutGroup, student_teacher_hidden
+from vsdpo_kernels import linear_logprobs
+
+
+class Teacher:
+    """``live``: the policy itself; ``ema``: a moving-average copy; plus the reference policy."""
+
+    def __init__(self, model=None, rate: float = 0.0, reference_model=None):
+        self.model, self.rate = model, rate
+        self.reference_model = reference_model  # the initial policy, for the KL penalty (kl_beta > 0)
+
+    @classmethod
+    def build(cls, policy, config) -> Teacher:
+        algorithm = config.algorithm
+        frozen_copy = lambda: copy.deepcopy(policy).requires_grad_(False).eval()
+        ema = frozen_copy() if algorithm.teacher == "ema" and algorithm.uses_distillation else None
+        reference = frozen_copy() if algorithm.loss.kl_beta > 0 else None
+        return cls(ema, algorithm.teacher_ema_rate, reference)
+
+    @property
+    def live(self) -> bool:
+        return self.model is None
+
+    def update(self, policy) -> None:
+        """The EMA teacher's step towards the policy (after each optimiser step)."""
+        if self.model is None:
+            return
+        with torch.no_grad():
+            for ema, param in zip(self.model.parameters(), policy.parameters(), strict=True):
+                ema.lerp_(param.detach().to(ema.dtype), self.rate)
+
+    def state_dict(self) -> dict | None:
+        if self.model is None:
+            return None
+        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
+    def load_state_dict(self, state: dict | None) -> None:
+        if self.model is not None and state is not None:
+            self.model.load_state_dict(state)
+
+    def hidden(self, model, group: RolloutGroup, config):
+        """(student hidden states with their mask, teacher hidden states or None) of one group."""
+        distil, reuse = config.algorithm.uses_distillation, config.algorithm.reuse_prefix
+        if self.live:  # one call: the teacher continues the student's prompt cache
+            hidden = student_teacher_hidden(model, group, reuse_prefix=reuse)
+            return hidden, hidden.teacher_hidden if distil else None
+        no_feedback = dataclasses.replace(
+            group, feedback_ids=None, feedback_pixel_values=None, feedback_image_grid_thw=None
+        )
+        hidden = student_teacher_hidden(model, no_feedback, reuse_prefix=reuse)
+        if not distil:
+            return hidden, None
+        with torch.no_grad():
+            return hidden, student_teacher_hidden(self.model, group, reuse_prefix=reuse).teacher_hidden
+
+    def reference_logprobs(self, group: RolloutGroup, targets: torch.Tensor, config) -> torch.Tensor:
+        """Log-probs of the sampled tokens under the initial policy (for the KL penalty)."""
+        reference = self.reference_model
+        with torch.no_grad():
+            hidden = student_teacher_hidden(
+                reference, group, reuse_prefix=config.algorithm.reuse_prefix
+            ).student_hidden
+            weight = reference.get_output_embeddings().weight
+            return linear_logprobs(
+                hidden, weight, targets, config.rollout.temperature, impl=config.algorithm.loss_impl
+            )[0]

@@ -1,0 +1,180 @@
+"""The warm start: the base policy every algorithm starts from, standing in for what a pretrained
+VLM brings. It depends on the tasks, the model and its own settings only, never on the algorithm,
+so ``grpo``, ``sdpo`` and ``vsdpo`` runs of one seed start from the same weights.
+
+Two supervised stages on the training tasks' reference programs:
+
+1. *First attempts*: task (and target image) -> reference program, ``warmstart.steps`` steps.
+2. *Repairs*: flawed programs are made by corrupting references (vsdpo.train.corrupt) and sampled
+   from the model of stage 1 itself; each is rendered for real in the sandbox, and its feedback —
+   error text and lines, or defects and lines with the render — is built by
+   vsdpo.teacher_context, exactly as the teacher sees it in training. ``warmstart.repair_steps``
+   steps then train on a half-and-half mix of first attempts and repairs (task + feedback ->
+   reference), so that the model can use feedback on a flawed program: the teacher must know more
+   than the student for self-distillation to teach anything.
+
+The weights are cached under the cache folder, keyed by everything that shapes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+from dataclasses import dataclass, field
+
+import torch
+
+from vsdpo.credit import extract_code
+from vsdpo.teacher_context import teacher_context
+from vsdpo.tiny import config_key
+from vsdpo.train.corrupt import corrupt
+from vsdpo.train.data import TaskSet, cache_dir
+from vsdpo.train.generate import decode_with_offsets, encode, prompt_text, sample
+
+log = logging.getLogger("vsdpo.train")
+
+FORMAT = 2  # bump when the examples change, so that cached weights of an older recipe are not reused
+
+
+@dataclass
+class Example:
+    """One supervised example: the user's text (feedback included for a repair), its images, the answer."""
+
+    prompt: str
+    answer: str
+    target: object = None  # the target image (PIL) shown with the prompt
+    feedback_images: list = field(default_factory=list)
+
+
+def cache_key(processor, config) -> str:
+    tokenizer = getattr(processor, "tokenizer", processor)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    model, data, warm = config.model, config.data, config.warmstart
+    return config_key(
+        FORMAT,
+        backend.to_str() if backend is not None else tokenizer.name_or_path,
+        model.name, model.seed, model.tiny_hidden_size, model.tiny_num_layers,
+        data.tasks, data.num_builtin_tasks, data.seed, data.prompt_image, data.image_max_pixels,
+        warm.steps, warm.repair_steps, warm.corruptions, warm.own_samples, warm.batch_size, warm.learning_rate,
+        config.algorithm.teacher_image, config.rollout.max_new_tokens, config.rollout.temperature,
+        torch.__version__,
+    )  # fmt: skip
+
+
+def warm_start(model, processor, task_set: TaskSet, config, render_pool) -> None:
+    """Load the cached base policy, or train it (both stages) and cache it."""
+    path = cache_dir(config) / f"warmstart-{cache_key(processor, config)}.pt"
+    if path.exists():
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        log.info("warm-start weights loaded from %s", path)
+        return
+    warm = config.warmstart
+    targets = [image if config.data.prompt_image else None for image in task_set.images]
+    first = [
+        Example(t.prompt, t.reference, image)
+        for t, image in zip(task_set.tasks, targets, strict=True)
+        if t.reference
+    ]
+    if not first:
+        log.warning("warmstart: no task has a reference program; warm-start skipped")
+        return
+    generator = torch.Generator().manual_seed(config.model.seed)
+    fit(model, processor, [first], warm.steps, config, generator, "first attempts")
+    if warm.repair_steps:
+        repairs = repair_examples(model, processor, task_set, targets, config, render_pool)
+        log.info("warm-start: %d repair examples (flawed programs rendered in the sandbox)", len(repairs))
+        fit(
+            model,
+            processor,
+            [first, repairs] if repairs else [first],
+            warm.repair_steps,
+            config,
+            generator,
+            "repairs",
+        )
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(path)
+
+
+def repair_examples(model, processor, task_set: TaskSet, targets, config, render_pool) -> list[Example]:
+    """Flawed programs (corrupted references and the model's own samples), rendered, with their feedback."""
+    warm = config.warmstart
+    rng = random.Random(config.model.seed)
+    flawed: list[tuple[int, str]] = []
+    for index, task in enumerate(task_set.tasks):
+        if task.reference:
+            flawed += [(index, program) for program in corrupt(task.reference, rng, warm.corruptions)]
+    if warm.own_samples:
+        flawed += own_samples(model, processor, task_set, targets, config)
+    futures = [render_pool.submit(program, task_set.tasks[index].kind) for index, program in flawed]
+    examples = []
+    for (index, program), future in zip(flawed, futures, strict=True):
+        task = task_set.tasks[index]
+        context = teacher_context(future.result(), program, with_image=config.algorithm.teacher_image)
+        examples.append(Example(task.prompt + context.text, task.reference, targets[index], context.images))
+    return examples
+
+
+def own_samples(model, processor, task_set: TaskSet, targets, config) -> list[tuple[int, str]]:
+    """``warmstart.own_samples`` programs per task sampled from the model as it is (after stage 1)."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    indices = [
+        i
+        for i, task in enumerate(task_set.tasks)
+        if task.reference
+        for _ in range(config.warmstart.own_samples)
+    ]
+    chunk = config.rollout.prompts_per_step * config.rollout.num_generations
+    programs = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.model.seed)
+        for start in range(0, len(indices), chunk):
+            part = indices[start : start + chunk]
+            texts = [prompt_text(processor, task_set.tasks[i].prompt, targets[i] is not None) for i in part]
+            images = [targets[i] for i in part if targets[i] is not None]
+            for i, (ids, _) in zip(
+                part, sample(model, processor, texts, images or None, config.rollout), strict=True
+            ):
+                programs.append((i, extract_code(decode_with_offsets(tokenizer, ids.tolist())[0]).code))
+    return programs
+
+
+def fit(model, processor, pools: list[list[Example]], steps: int, config, generator, stage: str) -> None:
+    """``steps`` supervised steps, each batch drawn evenly from ``pools``; loss on the answers only."""
+    warm = config.warmstart
+    tokenizer = getattr(processor, "tokenizer", processor)
+    eos = tokenizer.eos_token or ""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=warm.learning_rate, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * s / steps))
+    )
+    model.train()
+    device = next(model.parameters()).device
+    for step in range(steps):
+        batch = []
+        for n in range(warm.batch_size):
+            pool = pools[n % len(pools)]
+            batch.append(pool[int(torch.randint(len(pool), (1,), generator=generator))])
+        prompts = [prompt_text(processor, e.prompt, e.target is not None) for e in batch]
+        texts = [p + e.answer + eos for p, e in zip(prompts, batch, strict=True)]
+        images = [
+            image for e in batch for image in ([e.target] if e.target is not None else []) + e.feedback_images
+        ]
+        inputs = encode(processor, texts, images or None, device, padding_side="right")
+        prompt_lengths = encode(processor, prompts, images or None, device, padding_side="right")[
+            "attention_mask"
+        ].sum(1)
+        labels = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
+        positions = torch.arange(labels.shape[1], device=device)[None, :]
+        labels = labels.masked_fill(positions < prompt_lengths[:, None], -100)  # no loss on the prompt
+        loss = model(**inputs, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step % 25 == 0 or step == steps - 1:
+            log.info("warm-start (%s) %d/%d: loss %.3f", stage, step + 1, steps, loss.item())
