@@ -40,7 +40,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog="Every other flag sets a configuration key of vsdpo train (docs/training.md).",
     )
     parser.add_argument(
-        "--config", default=None, help="YAML config file or packaged config name (default: the embedded tiny default)"
+        "--config",
+        default=None,
+        help="YAML config file or packaged config name (default: the embedded tiny default)",
     )
     parser.add_argument(
         "--algorithms", default=",".join(ALGORITHMS), help="comma-separated (default: %(default)s)"
