@@ -129,7 +129,8 @@ def own_samples(model, processor, task_set: TaskSet, targets, config) -> list[tu
     ]
     chunk = config.rollout.prompts_per_step * config.rollout.num_generations
     programs = []
-    with torch.random.fork_rng(devices=[]):
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):  # the caller's random state is left as it was
         torch.manual_seed(config.model.seed)
         for start in range(0, len(indices), chunk):
             part = indices[start : start + chunk]
