@@ -11,7 +11,7 @@ import torch
 from vsdpo.compare import main as compare_main
 from vsdpo.tasks import builtin_chart_tasks
 from vsdpo.tasks.charts import task_split
-from vsdpo.train import evaluate
+from vsdpo.train import generate
 from vsdpo.train.config import load_config
 from vsdpo.train.corrupt import CORRUPTIONS, corrupt
 from vsdpo.train.data import TaskSet
@@ -104,7 +104,7 @@ def test_teacher_gain_of_a_policy_that_repairs_from_feedback(tmp_path, monkeypat
         def apply_chat_template(self, messages, add_generation_prompt=True, tokenize=False):
             return messages[0]["content"][-1]["text"]
 
-    monkeypatch.setattr(evaluate, "sample", fake_sample)
+    monkeypatch.setattr(generate, "sample", fake_sample)
     config = load_config(None, {"eval.samples": 2, "data.prompt_image": "false"})
     pool = RenderPool(2, 20)
     try:

@@ -17,15 +17,12 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-
-from vsdpo.credit import extract_code
 from vsdpo.tasks import load_tasks
 from vsdpo.teacher_context import teacher_context
 from vsdpo.train import distributed
 from vsdpo.train.config import ConfigError
 from vsdpo.train.data import TaskSet, with_target_images
-from vsdpo.train.generate import decode_with_offsets, prompt_text, sample
+from vsdpo.train.generate import sample_programs, seeded
 from vsdpo.train.scoring import visual_reward
 
 log = logging.getLogger("vsdpo.train")
@@ -111,20 +108,12 @@ class Evaluator:
 
     def _attempts(self, model, processor, attempts: list[Attempt], tasks) -> None:
         """Sample, render and score ``attempts`` in place, in chunks of one training step's size."""
-        tokenizer = getattr(processor, "tokenizer", processor)
         chunk = self.config.rollout.prompts_per_step * self.config.rollout.num_generations
-        for start in range(0, len(attempts), chunk):
-            part = attempts[start : start + chunk]
-            texts = [prompt_text(processor, a.prompt, a.target is not None) for a in part]
-            images = [
-                image
-                for a in part
-                for image in ([a.target] if a.target is not None else []) + a.feedback_images
-            ]
-            for attempt, (ids, _) in zip(
-                part, sample(model, processor, texts, images or None, self.config.rollout), strict=True
-            ):
-                attempt.program = extract_code(decode_with_offsets(tokenizer, ids.tolist())[0]).code
+        requests = [(a.prompt, a.target, a.feedback_images) for a in attempts]
+        for attempt, program in zip(
+            attempts, sample_programs(model, processor, requests, self.config.rollout, chunk), strict=True
+        ):
+            attempt.program = program
         futures = [
             self.render_pool.submit(a.program, task.kind) for a, task in zip(attempts, tasks, strict=True)
         ]
@@ -148,9 +137,7 @@ class Evaluator:
         tasks = [task for task in self.tasks.tasks for _ in range(samples)]
         show_target = self.config.data.prompt_image and all(image is not None for image in self.tasks.images)
         targets = [image if show_target else None for image in self.tasks.images for _ in range(samples)]
-        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.config.eval.seed + distributed.rank())
+        with seeded(self.config.eval.seed + distributed.rank()):
             first = [Attempt(task.prompt, image) for task, image in zip(tasks, targets, strict=True)]
             self._attempts(model, processor, first, tasks)
             second = []

@@ -8,6 +8,7 @@ top-p truncation, holding one [batch, vocab] block at a time instead of generate
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,6 +141,33 @@ def sample(model, processor, prompts: list[str], images: list[Any] | None, rollo
         length = next((i + 1 for i, token in enumerate(tokens) if token in eos_ids), len(tokens))
         out.append((responses[row, :length].cpu(), logprobs[row, :length].cpu()))
     return out
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Sample from ``seed`` and leave the caller's random state (CPU and CUDA) as it was."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def sample_programs(
+    model, processor, requests: list[tuple[str, Any, list]], rollout_config, chunk: int
+) -> list[str]:
+    """The program of one sampled response per request ``(user text, target image or None, feedback
+    images)``, sampled ``chunk`` requests at a time."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    programs = []
+    for start in range(0, len(requests), chunk):
+        part = requests[start : start + chunk]
+        texts = [prompt_text(processor, prompt, target is not None) for prompt, target, _ in part]
+        images = [
+            image for _, target, extra in part for image in ([target] if target is not None else []) + extra
+        ]
+        for ids, _ in sample(model, processor, texts, images or None, rollout_config):
+            programs.append(extract_code(decode_with_offsets(tokenizer, ids.tolist())[0]).code)
+    return programs
 
 
 def generate_rollouts(model, processor, tasks: list[Task], target_images, config) -> list[Rollout]:

@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from vsdpo.credit import extract_code
 from vsdpo.teacher_context import teacher_context
 from vsdpo.tiny import config_key
 from vsdpo.train.corrupt import corrupt
 from vsdpo.train.data import TaskSet, cache_dir
-from vsdpo.train.generate import decode_with_offsets, encode, prompt_text, sample
+from vsdpo.train.generate import encode, prompt_text, sample_programs, seeded
 
 log = logging.getLogger("vsdpo.train")
 
@@ -120,27 +119,17 @@ def repair_examples(model, processor, task_set: TaskSet, targets, config, render
 
 def own_samples(model, processor, task_set: TaskSet, targets, config) -> list[tuple[int, str]]:
     """``warmstart.own_samples`` programs per task sampled from the model as it is (after stage 1)."""
-    tokenizer = getattr(processor, "tokenizer", processor)
     indices = [
         i
         for i, task in enumerate(task_set.tasks)
         if task.reference
         for _ in range(config.warmstart.own_samples)
     ]
+    requests = [(task_set.tasks[i].prompt, targets[i], []) for i in indices]
     chunk = config.rollout.prompts_per_step * config.rollout.num_generations
-    programs = []
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):  # the caller's random state is left as it was
-        torch.manual_seed(config.model.seed)
-        for start in range(0, len(indices), chunk):
-            part = indices[start : start + chunk]
-            texts = [prompt_text(processor, task_set.tasks[i].prompt, targets[i] is not None) for i in part]
-            images = [targets[i] for i in part if targets[i] is not None]
-            for i, (ids, _) in zip(
-                part, sample(model, processor, texts, images or None, config.rollout), strict=True
-            ):
-                programs.append((i, extract_code(decode_with_offsets(tokenizer, ids.tolist())[0]).code))
-    return programs
+    with seeded(config.model.seed):
+        programs = sample_programs(model, processor, requests, config.rollout, chunk)
+    return list(zip(indices, programs, strict=True))
 
 
 def fit(model, processor, pools: list[list[Example]], steps: int, config, generator, stage: str) -> None:
