@@ -29,7 +29,7 @@ from pathlib import Path
 from vsdpo.train.config import ConfigError, TrainConfig, load_config, parse_overrides
 
 ALGORITHMS = ("grpo", "sdpo", "vsdpo")
-FINAL_KEYS = ("reward", "teacher_gain", "execution_rate", "defect_rate")
+FINAL_KEYS = ("reward", "teacher_gain", "teacher_gain_failed", "teacher_gain_ran", "execution_rate", "defect_rate")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -190,8 +190,8 @@ def table(summary: dict) -> str:
         return "—" if not stat["n"] else f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
     lines = [f"held-out, final step, mean ± std over seeds {summary['seeds']}",
-             "| policy | reward | teacher gain | execution rate | defect rate | wall time (s) |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+             "| policy | reward | teacher gain | on failed | on ran | execution rate | defect rate | wall time (s) |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, row in summary["rows"].items():
         cells = [cell(row[k]) for k in FINAL_KEYS] + [cell(row["wall_s"], 0)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")

@@ -78,7 +78,7 @@ class GroupBatch:
         width, device = response_mask.shape[1], response_mask.device
         valid = torch.tensor([not r.render_crashed for r in rollouts], device=device)
         credit = None
-        if config.algorithm.uses_credit and config.algorithm.uses_distillation:
+        if config.algorithm.weighs_distillation:
             credit = credit_matrix(rollouts, width, config).to(device)
         advantages = None
         if config.algorithm.loss.pg_weight > 0:
@@ -103,16 +103,28 @@ class GroupBatch:
         )  # fmt: skip
 
 
+def distilled(rollout: Rollout, distill_on: str) -> bool:
+    """Whether ``algorithm.distill_on`` distills this rollout: ``failed``, a program that did not run;
+    ``flawed``, that or a render with a defect (its feedback says what went wrong); ``all``, any."""
+    render = rollout.render
+    failed = render is None or not render.ok
+    return distill_on == "all" or failed or (distill_on == "flawed" and bool(render.defects))
+
+
 def credit_matrix(rollouts: list[Rollout], width: int, config) -> torch.Tensor:
-    """Each rollout's token credit (1 + alpha * severity on the tokens behind a defect), padded with 1."""
-    rows = [
-        token_credit(
-            r.text,
-            r.token_offsets,
-            r.render,
-            alpha=config.algorithm.credit_alpha,
-            reduce=config.algorithm.credit_reduce,
-        )
-        for r in rollouts
-    ]
+    """Each rollout's distillation weights, padded with 1: vsdpo's token credit (1 + alpha * severity
+    on the tokens behind a defect), else 1; 0 on every token of a rollout that
+    ``algorithm.distill_on`` leaves out."""
+    algorithm = config.algorithm
+    rows = []
+    for r in rollouts:
+        if not distilled(r, algorithm.distill_on):
+            rows.append([0.0] * len(r.response_ids))
+        elif algorithm.uses_credit:
+            rows.append(
+                token_credit(r.text, r.token_offsets, r.render,
+                             alpha=algorithm.credit_alpha, reduce=algorithm.credit_reduce)
+            )  # fmt: skip
+        else:
+            rows.append([1.0] * len(r.response_ids))
     return padded(rows, width, 1.0, torch.float32)

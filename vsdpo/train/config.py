@@ -194,6 +194,10 @@ class AlgorithmConfig(Section):
     credit_reduce: Literal["max", "sum"] = Field(
         "max", description="how the severities touching one token combine"
     )
+    distill_on: Literal["all", "flawed", "failed"] = Field(
+        "all",
+        description="the rollouts distilled: all; flawed (failed to run, or a defect in the render); failed (did not run)",
+    )
     old_logprobs: Literal["detached", "behaviour"] = Field(
         "detached", description="detached: ratio 1 (one update per batch); behaviour: generate's log-probs"
     )
@@ -215,6 +219,11 @@ class AlgorithmConfig(Section):
     @property
     def uses_credit(self) -> bool:
         return self.name == "vsdpo"
+
+    @property
+    def weighs_distillation(self) -> bool:
+        """Whether the distillation term needs per-token weights (credit, or rollouts left out)."""
+        return self.uses_distillation and (self.uses_credit or self.distill_on != "all")
 
 
 class OptimizerConfig(Section):

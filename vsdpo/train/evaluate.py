@@ -39,6 +39,8 @@ class EvalResult:
     second_reward: float | None = None  # the second attempts', given the feedback on the first
     second_execution_rate: float | None = None
     teacher_gain: float | None = None  # second_reward - reward
+    teacher_gain_failed: float | None = None  # the same over the first attempts that did not run
+    teacher_gain_ran: float | None = None  # ... and over those that ran
 
     def metrics(self) -> dict[str, float]:
         return {k: v for k, v in asdict(self).items() if k != "step" and v is not None}
@@ -170,7 +172,7 @@ def summarise(step: int, first: list[Attempt], second: list[Attempt]) -> EvalRes
     """Means over every rank's attempts."""
 
     def totals(attempts):
-        ran = [a for a in attempts if a.render is not None and a.render.ok]
+        ran = [a for a in attempts if ran_ok(a)]
         return [
             len(attempts),
             sum(a.reward for a in attempts),
@@ -185,4 +187,13 @@ def summarise(step: int, first: list[Attempt], second: list[Attempt]) -> EvalRes
         result.second_reward = reward2 / max(n2, 1)
         result.second_execution_rate = ran2 / max(n2, 1)
         result.teacher_gain = result.second_reward - result.reward
+        for ran, field_name in ((False, "teacher_gain_failed"), (True, "teacher_gain_ran")):
+            gains = [b.reward - a.reward for a, b in zip(first, second, strict=True) if ran_ok(a) == ran]
+            count = distributed.all_reduce_sum(len(gains))
+            if count:
+                setattr(result, field_name, distributed.all_reduce_sum(sum(gains)) / count)
     return result
+
+
+def ran_ok(attempt: Attempt) -> bool:
+    return attempt.render is not None and attempt.render.ok

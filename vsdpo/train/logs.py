@@ -41,7 +41,7 @@ PLOTS = {
     "reward": ((METRICS, "reward"), (METRICS, "reward_std"), (EVAL, "reward"), (EVAL, "second_reward")),
     "execution_rate": ((METRICS, "execution_rate"), (EVAL, "execution_rate")),
     "defect_rate": ((METRICS, "defect_rate"), (EVAL, "defect_rate")),
-    "teacher_gain": ((EVAL, "teacher_gain"),),
+    "teacher_gain": ((EVAL, "teacher_gain"), (EVAL, "teacher_gain_failed"), (EVAL, "teacher_gain_ran")),
     "losses": ((METRICS, "loss"), (METRICS, "pg_loss"), (METRICS, "sd_loss")),
 }
 LABELS = {METRICS: "train", EVAL: "held-out"}
