@@ -6,7 +6,7 @@ Three numbers, written to bench/results/lint_fidelity-<time>.json and printed:
 
 - **runnable**: ChartMimic programs that render at all (with the pinned-version compatibility calls);
 - **clean references flagged**: untouched ChartMimic programs and Design2Code pages with any defect
-  (and per defect kind);
+  (and per defect kind; the JSON lists each flagged reference with its defects);
 - **injected defects found on their line**: one known defect per class put into real programs and
   pages (and into a small deck for slides) on a line of its own; a hit is a reported defect of that
   kind whose lines include the injected line.
@@ -115,17 +115,28 @@ def clean_charts(programs: list[Path], workers: int) -> dict:
         "flagged_without_low_contrast": sum(
             any(d.kind != "low_contrast" for d in r.defects) for r in flagged
         ),
+        "flagged_references": {
+            p.stem: [f"{d.kind}: {d.message}" for d in r.defects]
+            for p, r in zip(programs, results, strict=True)
+            if r.ok and r.defects
+        },
     }
 
 
 def clean_pages(pages: list[Path]) -> dict:
-    flagged, kinds = 0, Counter()
+    flagged, kinds, references = 0, Counter(), {}
     for page in pages:
         result = render(page.read_text(), "web", assets_dir=str(page.parent), timeout_s=60)
         if result.defects:
             flagged += 1
             kinds.update({d.kind for d in result.defects})
-    return {"pages": len(pages), "flagged": flagged, "flagged_by_kind": dict(kinds)}
+            references[page.stem] = [f"{d.kind}: {d.message}" for d in result.defects]
+    return {
+        "pages": len(pages),
+        "flagged": flagged,
+        "flagged_by_kind": dict(kinds),
+        "flagged_references": references,
+    }
 
 
 def injected(programs: list[Path], pages: list[Path]) -> dict:

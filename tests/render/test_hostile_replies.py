@@ -173,7 +173,9 @@ def test_a_reply_that_imports_is_refused():
 def test_thousands_of_overlapping_elements_cost_a_bounded_check():
     result = forge(
         Code(
-            f"{chart([])!r} | {{'elements': [{{**{GOOD!r}, 'id': f'e{{i}}', 'bbox': [2.0, 2.0, 8.0, 8.0]}}"
+            # Different words: the same text drawn again in one spot is one text (not an overlap).
+            f"{chart([])!r} | {{'elements': [{{**{GOOD!r}, 'id': f'e{{i}}', 'text': f'x{{i}}', "
+            f"'bbox': [2.0, 2.0, 8.0, 8.0]}}"
             f" for i in range({replies.MAX_ELEMENTS})]}}"
         )
     )
@@ -210,7 +212,8 @@ def test_slide_size_and_count_picked_by_the_program_stay_bounded():
 
 
 def test_checks_past_the_deadline_fail_the_render():
-    elements = [{**GOOD, "id": f"e{i}", "bbox": [2.0, 2.0, 8.0, 8.0]} for i in range(10)]
+    # Different words: the same text drawn again in one spot is one text, with no pair to check.
+    elements = [{**GOOD, "id": f"e{i}", "text": f"x{i}", "bbox": [2.0, 2.0, 8.0, 8.0]} for i in range(10)]
     outcome = SandboxResult(ok=True, value=chart(elements))
     result = chart_renderer.render_chart_outcome(outcome, deadline=time.monotonic() - 1)
     assert not result.ok and result.error_kind == "timeout"

@@ -32,6 +32,8 @@ LARGE_BOLD_TEXT_PX = 18.66
 MAX_DEFECTS = 200
 # Defects one render reports at most, all checks together.
 MAX_RENDER_DEFECTS = 500
+# Ink boxes (see _ink) are grown by this much on each side: glyphs with no blank pixel between them touch.
+INK_TOUCH_PX = 0.5
 # Boxes covering more grid cells than this are compared through their own list (see _candidate_pairs).
 WIDE_CELLS = 64
 
@@ -115,18 +117,88 @@ def _signed_area(points: Sequence[tuple[float, float]]) -> float:
     )
 
 
+def _ink(element: Element) -> Box | None:
+    """The box of what an element's glyphs really painted (``extra["ink"]``), where the renderer
+    measured it: a text's layout box also holds the empty leading and descender space of its line."""
+    ink = element.extra.get("ink")
+    if not isinstance(ink, list | tuple) or len(ink) != 4:
+        return None
+    try:
+        box = tuple(float(v) for v in ink)
+    except (TypeError, ValueError):
+        return None
+    return box if all(math.isfinite(v) for v in box) and area(box) > 0 else None
+
+
+def _drawn(element: Element) -> Element:
+    """``element`` with its ink box (see ``_ink``) for its box, where it has one, grown by half a pixel
+    on every side: glyphs in neighbouring pixels, with no blank pixel between them, touch."""
+    ink = _ink(element)
+    if ink is None:
+        return element
+    grown = (ink[0] - INK_TOUCH_PX, ink[1] - INK_TOUCH_PX, ink[2] + INK_TOUCH_PX, ink[3] + INK_TOUCH_PX)
+    return Element(**{**element.__dict__, "bbox": grown})
+
+
+def _ink_rows(element: Element) -> list[Box] | None:
+    """The outline of an element's ink as boxes around bands of its rows (``extra["ink_rows"]``)."""
+    bands = element.extra.get("ink_rows")
+    if not isinstance(bands, list | tuple) or not bands:
+        return None
+    boxes = []
+    for band in bands:
+        if not isinstance(band, list | tuple) or len(band) != 4:
+            return None
+        try:
+            boxes.append(tuple(float(v) for v in band))
+        except (TypeError, ValueError):
+            return None
+    return boxes
+
+
+def _glyphs_meet(a: Element, b: Element) -> bool:
+    """Whether two elements' ink comes within a pixel, band by band where both give their bands of
+    rows (see ``_ink_rows``): their ink boxes may share a corner that holds no glyph of either (a
+    y-axis '0' above the end of an x-axis '−0.6'). True where either gives no bands."""
+    rows_a, rows_b = _ink_rows(a), _ink_rows(b)
+    if rows_a is None or rows_b is None:
+        return True
+    reach = 2 * INK_TOUCH_PX
+    for top, left, bottom, right in ((r[1], r[0], r[3], r[2]) for r in rows_a):
+        for other in rows_b:
+            if (
+                other[1] < bottom + reach
+                and top < other[3] + reach
+                and other[0] < right + reach
+                and left < other[2] + reach
+            ):
+                return True
+    return False
+
+
+def _touching_ink(a: Element, b: Element) -> bool:
+    """Two upright elements both compared on their ink: any contact is the glyphs' own, for an ink box
+    holds no empty leading, and is reported however small (``min_overlap_frac`` allows for the slack
+    of layout boxes, which ink boxes have not). Slanted ones keep the allowance: their upright ink box
+    takes in empty corners."""
+    return _ink(a) is not None and _ink(b) is not None and _outline(a) is None and _outline(b) is None
+
+
 def _shared_fraction(a: Element, b: Element, shared: Box) -> float:
     """How much of the smaller of two elements the other covers: their boxes' intersection, or, for a
-    slanted element, the intersection of the quadrilaterals really drawn."""
+    slanted element, the intersection of the quadrilaterals really drawn (and no more than the ink
+    boxes share, where the elements have them)."""
+    fraction = area(shared) / min(area(a.bbox), area(b.bbox))
     outline_a, outline_b = _outline(a), _outline(b)
     if outline_a is None and outline_b is None:
-        return area(shared) / min(area(a.bbox), area(b.bbox))
+        return fraction
     polygon_a = outline_a or _box_corners(a.bbox)
     polygon_b = outline_b or _box_corners(b.bbox)
     common = _clip_polygon(polygon_a, polygon_b)
     if len(common) < 3:
         return 0.0
-    return _polygon_area(common) / min(_polygon_area(polygon_a), _polygon_area(polygon_b))
+    slanted = _polygon_area(common) / min(_polygon_area(polygon_a), _polygon_area(polygon_b))
+    return min(slanted, fraction) if _ink(a) or _ink(b) else slanted
 
 
 def _lines(*elements: Element) -> list[int]:
@@ -329,12 +401,13 @@ def find_overlaps(
     """Pairs of elements that must not intersect but do, by more than ``min_overlap_frac`` of the smaller.
 
     Severity is the covered fraction of the smaller box (of the drawn quadrilateral, for a slanted
-    element: see ``_outline``). Ancestor/descendant pairs never count. At
-    most ``max_defects`` are reported, in the order of a sweep along x.
+    element: see ``_outline``). An element whose ink box the renderer measured is compared on it (see
+    ``_ink``): two texts whose line boxes meet only in their empty leading do not collide. Ancestor/
+    descendant pairs never count. At most ``max_defects`` are reported, in the order of a sweep along x.
     """
     rule = should_not_overlap or default_should_not_overlap
     related = _lineage(elements)
-    boxed = [e for e in elements if area(e.bbox) > 0]
+    boxed = [_drawn(e) for e in elements if area(e.bbox) > 0]
     boxed.sort(key=lambda e: e.bbox[0])
     defects: list[Defect] = []
     last = -1
@@ -346,8 +419,10 @@ def find_overlaps(
         shared = intersection(a.bbox, b.bbox)
         if shared is None or related(a, b) or not rule(a, b):
             continue
+        if not _glyphs_meet(a, b):
+            continue
         fraction = _shared_fraction(a, b, shared)
-        if fraction < min_overlap_frac:
+        if fraction <= 0 or (fraction < min_overlap_frac and not _touching_ink(a, b)):
             continue
         defects.append(
             Defect(

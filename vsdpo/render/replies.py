@@ -170,7 +170,8 @@ def is_blank(blob: bytes) -> bool:
 
 
 def _extra(value: Any, where: str, budget: list[int]) -> dict[str, Any]:
-    """Element extras: font size, weight, data points, and small plain values."""
+    """Element extras: font size, weight, data points and outline corners (both counted against
+    MAX_POINTS), and small plain values."""
     if not isinstance(value, dict):
         raise _fail(where, "a dict", value)
     if len(value) > MAX_EXTRA_ITEMS:
@@ -180,7 +181,7 @@ def _extra(value: Any, where: str, budget: list[int]) -> dict[str, Any]:
         name = f"{where}.{key}"
         if not isinstance(key, str):
             raise _fail(where, "string keys", key)
-        if key == "points":
+        if key in ("points", "outline"):
             points = items(item, name, budget[0])
             budget[0] -= len(points)
             extra[key] = [_point(p, name) for p in points]

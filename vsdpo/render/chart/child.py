@@ -165,14 +165,22 @@ def render_chart_job(payload: dict[str, Any]) -> dict[str, Any]:
 
 def _within_bounds(elements: list[dict]) -> list[dict]:
     """The elements the caller accepts (vsdpo.render.replies): the first MAX_ELEMENTS, and data points
-    thinned evenly where all of them together pass MAX_POINTS."""
+    and outline corners thinned evenly where all of them together pass MAX_POINTS."""
     elements = elements[: replies.MAX_ELEMENTS]
-    total = sum(len(e["extra"].get("points") or ()) for e in elements)
+    keys = ("points", "outline")
+    total = sum(len(e["extra"].get(key) or ()) for e in elements for key in keys)
     if total > replies.MAX_POINTS:
         step = -(-total // replies.MAX_POINTS)
         for element in elements:
             if element["extra"].get("points"):
                 element["extra"]["points"] = element["extra"]["points"][::step]
+            outline = element["extra"].get("outline")
+            if outline:
+                outline = outline[::step]
+                if len(outline) >= 3:
+                    element["extra"]["outline"] = outline
+                else:
+                    del element["extra"]["outline"]
     return elements
 
 

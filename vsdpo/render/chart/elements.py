@@ -10,14 +10,25 @@ from typing import Any
 import matplotlib
 import matplotlib.collections
 import matplotlib.lines
+import matplotlib.patches
 import numpy as np
 from matplotlib.colors import to_hex, to_rgba
 
-from vsdpo.render.chart.trace import config_lines, created_line, drawn_in_last_draw, lines_of
+from vsdpo.render.chart.trace import (
+    SAME_INK_DISTANCE,
+    config_lines,
+    created_line,
+    drawn_in_last_draw,
+    ink_of,
+    lines_of,
+)
 
 MAX_POINTS = 400  # data points kept per line or scatter, for the legend-over-data check
+MAX_OUTLINE = 400  # corners kept of the outline of a patch that is not an upright rectangle
+# An axes lying within another whose area is at least this many times its own is an inset of it.
+INSET_AREA_RATIO = 1.5
 # A pixel this far (max over channels, 0..255) from a text's colour is not the text's own ink.
-INK_DISTANCE = 48
+INK_DISTANCE = SAME_INK_DISTANCE
 # The painted background is read from the pixels when at least this share of a text's box is not ink.
 MIN_BACKGROUND_SHARE = 0.2
 TICK_CONFIG = {
@@ -60,6 +71,15 @@ class _Frame:
         y0 = self.height - float(extent.y1) - self.top
         y1 = self.height - float(extent.y0) - self.top
         return (round(x0, 2), round(y0, 2), round(x1, 2), round(y1, 2))
+
+    def canvas_box(self, box: tuple[int, int, int, int]) -> tuple[float, float, float, float]:
+        """A box in pixels of the canvas just drawn (rows from its top) as a box in image pixels."""
+        return (
+            float(box[0] - self.left),
+            float(box[1] - self.top),
+            float(box[2] - self.left),
+            float(box[3] - self.top),
+        )
 
     def points(self, xy: np.ndarray) -> list[list[float]]:
         out = np.empty_like(xy, dtype=float)
@@ -178,7 +198,19 @@ class _Collector:
             background=background,
         )
         if element is not None:
-            element["background"] = self.painted_background(element["bbox"], element["color"], background)
+            ink = ink_of(text)
+            if ink is not None and ink[0] is not None:
+                # What the glyphs painted: their box, and the colour that lay under them when they were
+                # painted (a marker or bar edge next to a small label is not its background).
+                element["extra"]["ink"] = list(self.frame.canvas_box(ink[0]))
+                element["extra"]["ink_rows"] = [
+                    list(self.frame.canvas_box((left, top, right, bottom)))
+                    for top, bottom, left, right in ink[2]
+                ]
+            if ink is not None and ink[1] is not None:
+                element["background"] = "#{:02x}{:02x}{:02x}".format(*ink[1])
+            else:
+                element["background"] = self.painted_background(element["bbox"], element["color"], background)
             weight = text.get_fontweight()
             bold = weight in ("bold", "heavy", "black", "semibold", "demibold", "extra bold") or (
                 isinstance(weight, int | float) and weight >= 600
@@ -188,6 +220,38 @@ class _Collector:
             if corners is not None:
                 element["extra"]["corners"] = corners
         return element
+
+    def clip_box(self, artist) -> tuple | None:
+        """The box (image pixels) that clips ``artist`` as drawn, where it is clipped to one."""
+        if not artist.get_clip_on() or artist.get_clip_box() is None:
+            return None
+        extent = artist.get_clip_box()
+        if not np.all(np.isfinite(extent.extents)):
+            return None
+        return self.frame.box(extent)
+
+    def outline(self, patch, clip: tuple | None) -> list[list[float]] | None:
+        """The drawn outline of a patch that is not an upright rectangle (a histogram's step polygon, a
+        pie wedge), cut to its clip box: its box takes in corners of empty axes the legend may sit on."""
+        if isinstance(patch, matplotlib.patches.Rectangle) and float(patch.get_angle()) % 360 == 0:
+            return None
+        try:
+            polygons = patch.get_path().to_polygons(patch.get_transform(), closed_only=False)
+        except Exception:  # noqa: BLE001 - a path this version cannot turn into polygons: its box stands
+            return None
+        if len(polygons) != 1 or len(polygons[0]) < 3:
+            return None
+        corners = np.asarray(polygons[0], dtype=float)
+        corners = corners[:: max(1, -(-len(corners) // MAX_OUTLINE))]
+        corners = np.asarray(self.frame.points(corners), dtype=float)
+        if not np.all(np.isfinite(corners)):
+            return None
+        if clip is not None:
+            corners = _clip_to_box(corners, clip)
+        if len(corners) < 3:
+            return None
+        corners = corners[:: max(1, -(-len(corners) // MAX_OUTLINE))]
+        return np.round(corners, 1).tolist()
 
     def turned_corners(self, text) -> list[list[float]] | None:
         """The four corners (image pixels) of a text set at an angle that is not a multiple of 90°.
@@ -223,6 +287,18 @@ class _Collector:
         element = self.add(artist, element_id, role, lines_of(artist), parent)
         if element is None:
             return
+        clip = self.clip_box(artist)
+        if clip is not None:
+            # What the clip box cuts away is not drawn: a bar reaching below the axes' limits ends there.
+            shown = _intersect(element["bbox"], clip)
+            if shown is None:
+                self.elements.remove(element)
+                return
+            element["bbox"] = shown
+        if isinstance(artist, matplotlib.patches.Patch):
+            outline = self.outline(artist, clip)
+            if outline is not None:
+                element["extra"]["outline"] = outline
         xy = None
         if _is_guide(artist):
             # A reference line across the axes (axhline, axvline) is set in axes coordinates along its
@@ -246,6 +322,38 @@ class _Collector:
                 points = points[keep]
             step = max(1, len(points) // MAX_POINTS)
             element["extra"]["points"] = points[::step].tolist()
+
+
+def _intersect(a: tuple, b: tuple) -> tuple | None:
+    """The common part of two boxes, a line's zero-width box included; None when they do not meet."""
+    box = (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
+    return box if box[2] >= box[0] and box[3] >= box[1] else None
+
+
+def _clip_to_box(polygon: np.ndarray, box: tuple) -> np.ndarray:
+    """The part of ``polygon`` (corners, image pixels) inside the upright ``box`` (Sutherland-Hodgman;
+    a concave polygon stays correct in area)."""
+    points = polygon
+    for axis, bound, keep_below in (
+        (0, box[0], False),
+        (0, box[2], True),
+        (1, box[1], False),
+        (1, box[3], True),
+    ):
+        if not len(points):
+            break
+        inside = points[:, axis] <= bound if keep_below else points[:, axis] >= bound
+        following = np.roll(points, -1, axis=0)
+        following_inside = np.roll(inside, -1)
+        out = []
+        for point, nxt, here, there in zip(points, following, inside, following_inside, strict=True):
+            if here:
+                out.append(point)
+            if here != there:
+                t = (bound - point[axis]) / (nxt[axis] - point[axis])
+                out.append(point + t * (nxt - point))
+        points = np.asarray(out, dtype=float).reshape(-1, 2)
+    return points
 
 
 def _is_guide(artist) -> bool:
@@ -294,6 +402,48 @@ def _legend(collector: _Collector, legend, legend_id: str, parent: str | None, b
         collector.text(text, f"{legend_id}.text{index}", lines_of(legend), legend_id, face)
     if legend.get_title().get_text():
         collector.text(legend.get_title(), f"{legend_id}.title", lines_of(legend), legend_id, face)
+    if not _frame_drawn(legend):
+        # Without a frame the legend paints only its entries: the box around their line boxes and
+        # padding is empty, and another text may come up to its glyphs and markers.
+        drawn = _painted_entries(collector, legend, legend_id)
+        if drawn is not None:
+            element["bbox"] = drawn
+
+
+def _painted_entries(collector: _Collector, legend, legend_id: str) -> tuple | None:
+    """The box around what a frameless legend paints: its texts' ink and its handles."""
+    boxes = [
+        tuple(e["extra"].get("ink") or e["bbox"])
+        for e in collector.elements
+        if e["parent"] == legend_id and e.get("text")
+    ]
+    for handle in getattr(legend, "legend_handles", None) or getattr(legend, "legendHandles", []):
+        try:
+            if handle is None or not handle.get_visible():
+                continue
+            extent = handle.get_window_extent(collector.renderer)
+        except Exception:  # noqa: BLE001 - a handle that cannot say where it is: left out
+            continue
+        if np.all(np.isfinite(extent.extents)) and extent.width > 0 and extent.height > 0:
+            boxes.append(collector.frame.box(extent))
+    if not boxes:
+        return None
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
+
+
+def _frame_drawn(legend) -> bool:
+    """Whether a legend's frame paints anything: a face or an edge that can be seen."""
+    frame = legend.get_frame()
+    if not legend.get_frame_on() or not frame.get_visible():
+        return False
+    face = to_rgba(frame.get_facecolor())[3] > 0
+    edge = frame.get_linewidth() > 0 and to_rgba(frame.get_edgecolor())[3] > 0
+    return face or edge
 
 
 def _tick_labels(collector: _Collector, ax, axes_id: str, axes_face: str) -> None:
@@ -325,6 +475,30 @@ def _tick_labels(collector: _Collector, ax, axes_id: str, axes_face: str) -> Non
         collector.text(
             axis.get_offset_text(), f"{axes_id}.{name}offset", configured, axes_id, figure_face, owner=ax
         )
+
+
+def _nest_insets(elements: list[dict]) -> None:
+    """An axes drawn within a larger one (an inset, a zoom) belongs to it, not to the figure's grid:
+    its parent becomes the smallest axes around it, so that it lines up only with its fellow insets."""
+    axes = [e for e in elements if e["role"] == "axes"]
+
+    def size(box) -> float:
+        return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+    for inner in axes:
+        box = inner["bbox"]
+        hosts = [
+            outer
+            for outer in axes
+            if outer is not inner
+            and size(outer["bbox"]) >= INSET_AREA_RATIO * size(box) > 0
+            and outer["bbox"][0] <= box[0]
+            and outer["bbox"][1] <= box[1]
+            and box[2] <= outer["bbox"][2]
+            and box[3] <= outer["bbox"][3]
+        ]
+        if hosts:
+            inner["parent"] = min(hosts, key=lambda outer: size(outer["bbox"]))["id"]
 
 
 def extract_elements(
@@ -364,6 +538,7 @@ def extract_elements(
             collector.add(image, f"{axes_id}.image{index}", "image", lines_of(image), axes_id)
         if ax.get_legend() is not None:
             _legend(collector, ax.get_legend(), f"{axes_id}.legend", axes_id, face)
+    _nest_insets(collector.elements)
     for index, text in enumerate(figure.texts):
         collector.text(text, f"figure.text{index}", set(), None, figure_face)
     for name in ("_suptitle", "_supxlabel", "_supylabel"):

@@ -121,8 +121,7 @@ def legend_over_data(elements: list[Element]) -> list[Defect]:
                 fraction = covered / max(len(points), 1)
                 detail = f"{covered} of {len(points)} data points"
             elif item.role == "patch":
-                shared = checks.intersection(legend.bbox, item.bbox)
-                fraction = checks.area(shared) / max(checks.area(item.bbox), 1e-9) if shared else 0.0
+                fraction = _covered_fraction(legend.bbox, item)
                 if fraction < LEGEND_PATCH_MIN_FRAC:
                     continue
                 detail = f"{fraction:.0%} of a bar or patch"
@@ -138,6 +137,42 @@ def legend_over_data(elements: list[Element]) -> list[Defect]:
                 )
             )
     return found
+
+
+def _covered_fraction(box: tuple[float, float, float, float], patch: Element) -> float:
+    """How much of a patch ``box`` covers: of its drawn outline where the patch is not an upright
+    rectangle (``extra["outline"]``: a histogram's steps, a wedge), else of its box."""
+    outline = patch.extra.get("outline")
+    if isinstance(outline, list) and len(outline) >= 3:
+        polygon = [(float(x), float(y)) for x, y in outline]
+        whole = checks._polygon_area(polygon)
+        if whole > 0:
+            inside = checks._clip_polygon(polygon, checks._box_corners(box))
+            return checks._polygon_area(inside) / whole if len(inside) >= 3 else 0.0
+    shared = checks.intersection(box, patch.bbox)
+    return checks.area(shared) / max(checks.area(patch.bbox), 1e-9) if shared else 0.0
+
+
+def _distinct_texts(elements: list[Element]) -> list[Element]:
+    """``elements`` without the second drawing of a text drawn twice in one spot (the same words,
+    colour and size, the same box to the pixel: a label put again on a closed radar line, a tick given
+    twice): the picture shows one text, not two that collide."""
+    kept: list[Element] = []
+    seen: set[tuple] = set()
+    for element in elements:
+        if element.role in TEXT_ROLES and element.text:
+            # Boxes to the pixel: a set, so that thousands of texts cost what they number.
+            key = (
+                element.text.strip(),
+                element.color,
+                element.extra.get("font_px"),
+                *map(round, element.bbox),
+            )
+            if key in seen:
+                continue
+            seen.add(key)
+        kept.append(element)
+    return kept
 
 
 def _merge_tick_overlaps(found: list[Defect], by_id: dict[str, Element]) -> list[Defect]:
@@ -164,7 +199,7 @@ def _merge_tick_overlaps(found: list[Defect], by_id: dict[str, Element]) -> list
 
 
 def chart_defects(elements: list[Element], canvas: tuple[float, float, float, float]) -> list[Defect]:
-    texts = [e for e in elements if e.role in TEXT_ROLES or e.role == "legend"]
+    texts = _distinct_texts([e for e in elements if e.role in TEXT_ROLES or e.role == "legend"])
     boxes = [e for e in elements if e.role in ("axes", "legend")]
     axes = [e for e in elements if e.role == "axes"]
     by_id = {e.id: e for e in elements}
