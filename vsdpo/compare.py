@@ -29,7 +29,14 @@ from pathlib import Path
 from vsdpo.train.config import ConfigError, TrainConfig, load_config, parse_overrides
 
 ALGORITHMS = ("grpo", "sdpo", "vsdpo")
-FINAL_KEYS = ("reward", "teacher_gain", "teacher_gain_failed", "teacher_gain_ran", "execution_rate", "defect_rate")
+FINAL_KEYS = (
+    "reward",
+    "teacher_gain",
+    "teacher_gain_failed",
+    "teacher_gain_ran",
+    "execution_rate",
+    "defect_rate",
+)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

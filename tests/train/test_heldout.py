@@ -114,7 +114,9 @@ def test_teacher_gain_of_a_policy_that_repairs_from_feedback(tmp_path, monkeypat
     assert result.reward == 0.0 and result.execution_rate == 0.0
     assert result.second_execution_rate == 1.0 and result.second_reward > 0.5  # defects may cost a little
     assert result.teacher_gain == pytest.approx(result.second_reward)
-    assert result.teacher_gain_failed == pytest.approx(result.teacher_gain) and result.teacher_gain_ran is None
+    assert (
+        result.teacher_gain_failed == pytest.approx(result.teacher_gain) and result.teacher_gain_ran is None
+    )
 
 
 @pytest.mark.slow
