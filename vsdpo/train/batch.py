@@ -104,7 +104,7 @@ class GroupBatch:
 
 
 def distilled(rollout: Rollout, distill_on: str) -> bool:
-    """Whether ``algorithm.distill_on`` distills this rollout: ``failed``, a program that did not run;
+    """Whether ``algorithm.distill_on`` distils this rollout: ``failed``, a program that did not run;
     ``flawed``, that or a render with a defect (its feedback says what went wrong); ``all``, any."""
     render = rollout.render
     failed = render is None or not render.ok
