@@ -55,12 +55,16 @@ class Attempt:
     render: object = None
     reward: float = 0.0
 
+    @property
+    def ran(self) -> bool:
+        return self.render is not None and self.render.ok
+
     def record(self) -> dict:
         render = self.render
         return {
             "program": self.program,
             "reward": self.reward,
-            "ran": bool(render is not None and render.ok),
+            "ran": self.ran,
             "error": None if render is None else render.error,
             "defects": [] if render is None else [f"{d.kind} lines {d.lines}" for d in render.defects],
         }
@@ -172,7 +176,7 @@ def summarise(step: int, first: list[Attempt], second: list[Attempt]) -> EvalRes
     """Means over every rank's attempts."""
 
     def totals(attempts):
-        ran = [a for a in attempts if ran_ok(a)]
+        ran = [a for a in attempts if a.ran]
         return [
             len(attempts),
             sum(a.reward for a in attempts),
@@ -188,12 +192,8 @@ def summarise(step: int, first: list[Attempt], second: list[Attempt]) -> EvalRes
         result.second_execution_rate = ran2 / max(n2, 1)
         result.teacher_gain = result.second_reward - result.reward
         for ran, field_name in ((False, "teacher_gain_failed"), (True, "teacher_gain_ran")):
-            gains = [b.reward - a.reward for a, b in zip(first, second, strict=True) if ran_ok(a) == ran]
+            gains = [b.reward - a.reward for a, b in zip(first, second, strict=True) if a.ran == ran]
             count = distributed.all_reduce_sum(len(gains))
             if count:
                 setattr(result, field_name, distributed.all_reduce_sum(sum(gains)) / count)
     return result
-
-
-def ran_ok(attempt: Attempt) -> bool:
-    return attempt.render is not None and attempt.render.ok
