@@ -8,6 +8,10 @@ same program text; the ChartMimic programs save a PNG rather than a PDF, since a
 Warm and cold runs alternate within each round, so a machine whose load drifts slows both alike;
 each program's time is the median over the rounds, and the ratio is over the whole mix (the summed
 medians), i.e. renders per second on this mix. Goal: the warm chart path >= 5x the cold one.
+
+The chart reward runs each program a second time, through ChartMimic's tracer: its time per program
+is measured on the default pool (the tracer imported and its PDF backend warmed in every worker)
+against a pool whose workers lack both, alternating in each round, on the same mix.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from pathlib import Path
 
 import pytest
 
+from vsdpo.metrics.chartmimic import TRACE_ENTRY
 from vsdpo.render import render
+from vsdpo.render.sandbox.pool import DEFAULT_PRELOAD, SandboxPool
 
 ROUNDS = int(os.environ.get("VSDPO_BENCH_ROUNDS", "3"))
 CHARTMIMIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "chartmimic"
@@ -123,6 +129,41 @@ def test_chart_warm_pool_vs_cold_subprocess(tmp_path, bench_record):
         print(
             f"  {name}: warm {warm_s[name]:.3f}s cold {cold_s[name]:.3f}s ratio {cold_s[name] / warm_s[name]:.2f}x"
         )
+
+
+def test_chart_reward_trace_preloaded_vs_not(bench_record):
+    programs = chart_programs()
+    without = tuple(module for module in DEFAULT_PRELOAD if module != "vsdpo.metrics.chartmimic_trace")
+    times: dict[str, dict[str, list[float]]] = {"preloaded": {}, "not_preloaded": {}}
+    with SandboxPool(preload=DEFAULT_PRELOAD) as preloaded, SandboxPool(preload=without) as bare:
+        pools = {"preloaded": preloaded, "not_preloaded": bare}
+        for label, pool in pools.items():  # start both workers, and check every program traces
+            for name, code in programs.items():
+                payload = {"code": code, "role": "generated", "graph_layout": False, "compat": True}
+                assert pool.run(TRACE_ENTRY, payload).ok, (label, name)
+        for _ in range(ROUNDS):
+            for name, code in programs.items():
+                payload = {"code": code, "role": "generated", "graph_layout": False, "compat": True}
+                for label, pool in pools.items():
+                    times[label].setdefault(name, []).append(
+                        _timed(lambda p=pool, job=payload: p.run(TRACE_ENTRY, job))
+                    )
+    medians = {label: {name: statistics.median(t) for name, t in by.items()} for label, by in times.items()}
+    totals = {label: sum(by.values()) for label, by in medians.items()}
+    bench_record(
+        "chart_reward_trace",
+        kind="chart",
+        rounds=ROUNDS,
+        programs=list(programs),
+        times_s={label: total / len(programs) for label, total in totals.items()},
+        per_program_s={name: {label: medians[label][name] for label in medians} for name in programs},
+        ratio_vs_not_preloaded=totals["not_preloaded"] / totals["preloaded"],
+    )
+    print(
+        f"\nchart reward trace: preloaded {totals['preloaded'] / len(programs):.3f}s, not preloaded "
+        f"{totals['not_preloaded'] / len(programs):.3f}s per program, "
+        f"ratio {totals['not_preloaded'] / totals['preloaded']:.2f}x"
+    )
 
 
 @pytest.mark.parametrize(

@@ -113,3 +113,23 @@ def test_unrunnable_prediction_scores_zero_and_nothing_runs_in_the_caller(tmp_pa
 def test_broken_reference_is_an_error():
     with pytest.raises(chartmimic.ReferenceProgramError, match="reference"):
         chartmimic.score("import matplotlib.pyplot as plt\nplt.plot([1])", "1/0")
+
+
+def test_trace_warm_up_leaves_matplotlib_as_it_found_it():
+    """Every sandbox worker runs the tracer's warm-up before forking chart renders too: it may load
+    fonts, never install the tracer's hooks."""
+    import subprocess
+    import sys
+
+    probe = (
+        "from matplotlib.axes import Axes\n"
+        "from matplotlib.backends.backend_pdf import RendererPdf\n"
+        "from matplotlib.figure import Figure\n"
+        "before = (Figure.savefig, RendererPdf.draw_text, Axes.plot, Axes.bar)\n"
+        "from vsdpo.metrics import chartmimic_trace\n"
+        "chartmimic_trace.warm_up()\n"
+        "assert (Figure.savefig, RendererPdf.draw_text, Axes.plot, Axes.bar) == before\n"
+        "from vsdpo.render.sandbox.pool import DEFAULT_PRELOAD\n"
+        "assert 'vsdpo.metrics.chartmimic_trace' in DEFAULT_PRELOAD\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, timeout=120)

@@ -51,6 +51,7 @@ DEFAULT_PRELOAD = (
     "networkx",
     "pptx",
     "vsdpo.render.chart.child",
+    "vsdpo.metrics.chartmimic_trace",
     "vsdpo.render.slides.child",
 )
 # Time a worker gets beyond the job's own timeout to kill, sweep and answer before it is replaced.
