@@ -16,7 +16,7 @@ from vsdpo.tasks import Task
 from vsdpo.teacher_context import IMAGE_PLACEHOLDER, teacher_context
 from vsdpo.tiny import build_tiny, build_tokenizer
 from vsdpo.train import checkpoint, logs, train
-from vsdpo.train.config import load_config
+from vsdpo.train.config import ConfigError, load_config
 from vsdpo.train.data import TaskSampler
 from vsdpo.train.distributed import LossHead
 from vsdpo.train.generate import Rollout, decode_with_offsets
@@ -93,6 +93,39 @@ def test_non_finite_loss_skips_then_aborts(tmp_path, cache_dir, monkeypatch):
         train(tiny_config(run_dir, cache_dir, **{"run.max_bad_steps": 1, "rollout.max_new_tokens": 4}))
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["skipped"] for r in records] == [1.0]
+
+
+@pytest.mark.slow
+def test_num_iterations_steps_again_on_the_same_rollouts_against_the_first_log_probs(
+    tmp_path, cache_dir, monkeypatch
+):
+    calls = []
+    original = LossHead.forward
+
+    def spy(self, hidden, batch=None, **options):
+        result = original(self, hidden, batch, **options)
+        if batch is not None:
+            old = None if batch.old_logprobs is None else batch.old_logprobs.clone()
+            calls.append((batch.targets.clone(), old, result[1].logprobs.detach().clone()))
+        return result
+
+    monkeypatch.setattr(LossHead, "forward", spy)
+    run_dir = tmp_path / "run"
+    config = tiny_config(run_dir, cache_dir, **{"run.max_steps": 1, "eval.tasks": "none",
+                                                "algorithm.num_iterations": 3})  # fmt: skip
+    train(config)
+    assert len(calls) == 3  # one group a step, three iterations on it
+    (targets, old, first), *later = calls
+    assert old is None  # detached: ratio 1 on the first iteration
+    for later_targets, later_old, logprobs in later:
+        assert torch.equal(later_targets, targets)  # the same rollouts
+        assert torch.equal(later_old, first)  # the ratio's denominator: the step's first log-probs
+        assert not torch.allclose(logprobs, first)  # the policy moved between iterations
+    optimizer = torch.load(run_dir / "checkpoint-1" / "optimizer.pt", weights_only=False)
+    assert {int(s["step"]) for s in optimizer["state"].values()} == {3}  # three optimiser steps
+    assert load_config(None, {"algorithm.num_iterations": 2}).algorithm.num_iterations == 2
+    with pytest.raises(ConfigError, match="algorithm.num_iterations"):
+        load_config(None, {"algorithm.num_iterations": 0})
 
 
 def test_crashed_render_becomes_a_masked_failure(monkeypatch):

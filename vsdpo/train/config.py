@@ -184,9 +184,14 @@ class AlgorithmConfig(Section):
         description="vsdpo: GRPO + credit-weighted distillation; sdpo: no credit; grpo: no distillation",
     )
     teacher: Literal["live", "ema"] = Field(
-        "live", description="live: the policy itself; ema: an exponential moving average of it"
+        "ema", description="live: the policy itself; ema: an exponential moving average of it (a frozen copy)"
     )
-    teacher_ema_rate: float = Field(0.05, gt=0, le=1, description="the EMA teacher's step towards the policy")
+    teacher_ema_rate: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="the EMA teacher's step towards the policy after each step; 0 keeps it the base policy",
+    )
     teacher_image: bool = Field(True, description="the render image in the teacher's feedback")
     credit_alpha: float = Field(
         1.0, ge=0, description="credit weight 1 + alpha * severity on the tokens behind a defect"
@@ -199,7 +204,13 @@ class AlgorithmConfig(Section):
         description="the rollouts distilled: all; flawed (failed to run, or a defect in the render); failed (did not run)",
     )
     old_logprobs: Literal["detached", "behaviour"] = Field(
-        "detached", description="detached: ratio 1 (one update per batch); behaviour: generate's log-probs"
+        "detached",
+        description="the ratio's denominator: detached, the policy's log-probs as the step starts (ratio 1 on its first iteration); behaviour, generate's",
+    )
+    num_iterations: int = Field(
+        1,
+        ge=1,
+        description="optimiser steps on each step's rollouts (GRPO's mu, TRL's num_iterations), the ratio clipped by epsilon_low/high",
     )
     reuse_prefix: bool = Field(
         True, description="student and teacher continue the prompt's KV cache (vsdpo.sharing)"
@@ -393,6 +404,7 @@ FLAT_KEYS: dict[str, str] = {
     "credit_alpha": "algorithm.credit_alpha",
     "credit_reduce": "algorithm.credit_reduce",
     "old_logprobs": "algorithm.old_logprobs",
+    "num_iterations": "algorithm.num_iterations",
     "reuse_prefix": "algorithm.reuse_prefix",
     "loss_impl": "algorithm.loss_impl",
     "max_completion_length": "algorithm.loss.max_completion_length",

@@ -34,7 +34,7 @@ class Teacher:
 
     def update(self, policy) -> None:
         """The EMA teacher's step towards the policy (after each optimiser step)."""
-        if self.model is None:
+        if self.model is None or self.rate == 0:  # rate 0: the teacher stays the base policy
             return
         with torch.no_grad():
             for ema, param in zip(self.model.parameters(), policy.parameters(), strict=True):

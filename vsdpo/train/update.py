@@ -11,6 +11,7 @@ over ranks, so each rank's loss is also multiplied by the world size.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from vsdpo.train import distributed
 from vsdpo.train.batch import GroupBatch, build_group
 from vsdpo.train.generate import Rollout
 from vsdpo.train.teacher import Teacher
+
+log = logging.getLogger("vsdpo.train")
 
 
 @dataclass
@@ -44,6 +47,18 @@ class UpdateResult:
         """A step skipped before any loss was computed."""
         numbers = {f.name: math.nan for f in dataclasses.fields(cls) if f.type in ("float", float)}
         return cls(**numbers, skipped=True, reason=reason)
+
+    @classmethod
+    def mean(cls, results: list[UpdateResult]) -> UpdateResult:
+        """The step's result over its iterations: the mean of each number over the iterations that
+        stepped; skipped if the first did not (a later non-finite one ends the step, the ones before
+        it stand)."""
+        stepped = [r for r in results if not r.skipped]
+        if len(results) == 1 or not stepped:
+            return results[0]
+        numbers = {f.name: sum(getattr(r, f.name) for r in stepped) / len(stepped)
+                   for f in dataclasses.fields(cls) if f.type in ("float", float)}  # fmt: skip
+        return cls(**numbers)
 
     def metrics(self) -> dict[str, float]:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -93,9 +108,8 @@ def micro_batch_scale(
 def policy_update(
     model, teacher: Teacher, processor, rollouts: list[Rollout], target_images, optimizer, scheduler, config
 ) -> UpdateResult:
-    """Backward over every group, then clip and step."""
+    """``algorithm.num_iterations`` times: backward over every group, then clip and step."""
     G = config.rollout.num_generations
-    loss_config = config.loss_config()
     valid = [not r.render_crashed for r in rollouts]
     total_tokens = distributed.all_reduce_sum(
         sum(len(r.response_ids) for r, ok in zip(rollouts, valid, strict=True) if ok)
@@ -103,11 +117,33 @@ def policy_update(
     total_sequences = distributed.all_reduce_sum(sum(valid))
     if total_sequences == 0:  # every render or reward crashed, on every rank: nothing to learn from
         return UpdateResult.nothing("no usable rollout (every render or reward crashed)")
+    groups = [rollouts[i : i + G] for i in range(0, len(rollouts), G)]
+    scope = dict(total_tokens=total_tokens, total_sequences=total_sequences)
+    start_logprobs: list[torch.Tensor] = []  # each group's, at the step's start (detached old_logprobs)
+    results = []
+    for iteration in range(config.algorithm.num_iterations):
+        result = one_iteration(model, teacher, processor, groups, target_images, optimizer, config,
+                               start_logprobs, first=iteration == 0, **scope)  # fmt: skip
+        results.append(result)
+        if result.skipped:
+            if iteration:
+                log.warning(
+                    "iteration %d of the step skipped: %s; the step ends there", iteration + 1, result.reason
+                )
+            break
+    if not results[0].skipped:
+        scheduler.step()  # the schedule counts training steps, whatever the iterations per step
+    return UpdateResult.mean(results)
+
+
+def one_iteration(model, teacher, processor, groups, target_images, optimizer, config, start_logprobs,
+                  *, first: bool, total_tokens: float, total_sequences: float) -> UpdateResult:  # fmt: skip
+    """One backward over every group, then clip and step: one of ``algorithm.num_iterations``."""
+    loss_config = config.loss_config()
     world = distributed.world_size()
     head = model.get_output_embeddings()  # a vsdpo.train.distributed.LossHead
     device = head.weight.device
     sums: dict[str, float] = defaultdict(float)
-    groups = [rollouts[i : i + G] for i in range(0, len(rollouts), G)]
     model.train()
     for index, (group_rollouts, target_image) in enumerate(zip(groups, target_images, strict=True)):
         if hasattr(model, "set_requires_gradient_sync"):  # FSDP2: reduce on the last micro-batch only
@@ -124,7 +160,11 @@ def policy_update(
         )
         if loss_config.kl_beta > 0:
             batch.ref_logprobs = teacher.reference_logprobs(group, batch.targets, config)
+        if batch.old_logprobs is None and not first:
+            batch.old_logprobs = start_logprobs[index]
         loss, out = head(hidden.student_hidden, batch, config=loss_config, impl=config.algorithm.loss_impl)
+        if first:
+            start_logprobs.append(out.logprobs.detach())
         scale = micro_batch_scale(
             loss_config.loss_type,
             int(batch.mask.sum()),
@@ -167,6 +207,5 @@ def policy_update(
         result.skipped, result.reason = True, f"non-finite loss {result.loss} or gradient norm {grad_norm}"
         return result
     optimizer.step()
-    scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return result
