@@ -52,6 +52,8 @@ def test_fsdp2_gloo_two_processes_train_and_resume(tmp_path):
     assert torch.isfinite(torch.tensor(ranks[0]["loss"]))
     state = torch.load(run_dir / "checkpoint-2" / "model.pt", weights_only=True)
     assert "lm_head.weight" in state and state["lm_head.weight"].shape[0] > 100  # gathered, not a shard
+    teacher = torch.load(run_dir / "checkpoint-2" / "trainer_state.pt", weights_only=False)["teacher"]
+    assert teacher["lm_head.weight"].shape == state["lm_head.weight"].shape  # the EMA teacher, gathered too
     assert sorted(p.name for p in (run_dir / "checkpoint-2").glob("optimizer-rank*.pt")) == [
         "optimizer-rank0.pt",
         "optimizer-rank1.pt",

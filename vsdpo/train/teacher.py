@@ -8,8 +8,14 @@ import copy
 import dataclasses
 
 import torch
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    set_model_state_dict,
+)
 
 from vsdpo.sharing import RolloutGroup, student_teacher_hidden
+from vsdpo.train import distributed
 from vsdpo_kernels import linear_logprobs
 
 
@@ -41,12 +47,22 @@ class Teacher:
                 ema.lerp_(param.detach().to(ema.dtype), self.rate)
 
     def state_dict(self) -> dict | None:
+        """The EMA teacher's full weights (gathered from every rank's shards under FSDP2: call it on
+        every rank), or None for the live teacher."""
         if self.model is None:
             return None
+        if distributed.is_distributed():
+            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            return get_model_state_dict(self.model, options=options)
         return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
 
     def load_state_dict(self, state: dict | None) -> None:
-        if self.model is not None and state is not None:
+        """Restore what ``state_dict`` saved (each rank takes its shards of the full weights)."""
+        if self.model is None or state is None:
+            return
+        if distributed.is_distributed():
+            set_model_state_dict(self.model, state, options=StateDictOptions(full_state_dict=True))
+        else:
             self.model.load_state_dict(state)
 
     def hidden(self, model, group: RolloutGroup, config):
