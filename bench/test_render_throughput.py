@@ -133,17 +133,19 @@ def test_chart_warm_pool_vs_cold_subprocess(tmp_path, bench_record):
 
 def test_chart_reward_trace_preloaded_vs_not(bench_record):
     programs = chart_programs()
+    payloads = {
+        name: {"code": code, "role": "generated", "graph_layout": False, "compat": True}
+        for name, code in programs.items()
+    }
     without = tuple(module for module in DEFAULT_PRELOAD if module != "vsdpo.metrics.chartmimic_trace")
     times: dict[str, dict[str, list[float]]] = {"preloaded": {}, "not_preloaded": {}}
     with SandboxPool(preload=DEFAULT_PRELOAD) as preloaded, SandboxPool(preload=without) as bare:
         pools = {"preloaded": preloaded, "not_preloaded": bare}
         for label, pool in pools.items():  # start both workers, and check every program traces
-            for name, code in programs.items():
-                payload = {"code": code, "role": "generated", "graph_layout": False, "compat": True}
+            for name, payload in payloads.items():
                 assert pool.run(TRACE_ENTRY, payload).ok, (label, name)
         for _ in range(ROUNDS):
-            for name, code in programs.items():
-                payload = {"code": code, "role": "generated", "graph_layout": False, "compat": True}
+            for name, payload in payloads.items():
                 for label, pool in pools.items():
                     times[label].setdefault(name, []).append(
                         _timed(lambda p=pool, job=payload: p.run(TRACE_ENTRY, job))

@@ -56,9 +56,8 @@ def test_sdpo_and_grpo_need_no_weights():
 def test_distill_on_flawed_leaves_out_the_clean_rollout_only():
     credit = weights(**{"algorithm.distill_on": "flawed"})
     assert torch.equal(credit[0, :3], torch.zeros(3))  # ran, no defect: nothing for the teacher to add
-    assert (
-        credit[1, 2] > 1.0 and credit[2, 1] > 1.0
-    )  # the defect's line and the error's line keep their credit
+    # The defect's line and the error's line keep their credit.
+    assert credit[1, 2] > 1.0 and credit[2, 1] > 1.0
     plain = weights(algorithm="sdpo", **{"algorithm.distill_on": "flawed"})
     assert torch.equal(plain[:, :3], torch.tensor([[0.0] * 3, [1.0] * 3, [1.0] * 3]))
     assert weights(algorithm="grpo", **{"algorithm.distill_on": "flawed"}) is None  # no distillation

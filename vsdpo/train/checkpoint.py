@@ -58,6 +58,22 @@ def _barrier() -> None:
         dist.barrier()
 
 
+def full_state_dict(model) -> dict[str, torch.Tensor]:
+    """The model's whole weights: under FSDP2 gathered from every rank's shards, on the CPU (a
+    collective: call it on every rank; rank 0 gets them), else its own ``state_dict``."""
+    if distributed.is_distributed():
+        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return model.state_dict()
+
+
+def load_full_state_dict(model, state: dict[str, torch.Tensor]) -> None:
+    """Load what ``full_state_dict`` returned: under FSDP2 each rank takes its shards of it."""
+    if distributed.is_distributed():
+        set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+    else:
+        model.load_state_dict(state)
+
+
 def save_checkpoint(
     run_dir: str | Path, step: int, *, model, optimizer, scheduler, trainer_state: dict, keep: int
 ) -> Path:
@@ -66,12 +82,7 @@ def save_checkpoint(
     final = run_dir / f"checkpoint-{step}"
     tmp = run_dir / f"checkpoint-{step}.tmp"
     sharded = distributed.is_distributed()
-    if sharded:
-        model_state = get_model_state_dict(
-            model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
-        )
-    else:
-        model_state = model.state_dict()
+    model_state = full_state_dict(model)
     rng_states = distributed.all_gather_object(rng_state())
     if distributed.is_main():
         shutil.rmtree(tmp, ignore_errors=True)
@@ -158,13 +169,9 @@ def load_checkpoint(path: str | Path, *, model, optimizer, scheduler) -> dict:
         raise ValueError(
             f"resume: {path} was written by {saved_world} ranks, but this run has {distributed.world_size()}"
         )
-    model_state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
-    if distributed.is_distributed():
-        set_model_state_dict(model, model_state, options=StateDictOptions(full_state_dict=True))
-        optimizer_file = path / f"optimizer-rank{distributed.rank()}.pt"
-    else:
-        model.load_state_dict(model_state)
-        optimizer_file = path / "optimizer.pt"
+    load_full_state_dict(model, torch.load(path / "model.pt", map_location="cpu", weights_only=True))
+    sharded = distributed.is_distributed()
+    optimizer_file = path / (f"optimizer-rank{distributed.rank()}.pt" if sharded else "optimizer.pt")
     optimizer.load_state_dict(torch.load(optimizer_file, map_location="cpu", weights_only=False))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
     rng_states = torch.load(path / "rng.pt", weights_only=False)

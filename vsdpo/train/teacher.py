@@ -8,14 +8,9 @@ import copy
 import dataclasses
 
 import torch
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    set_model_state_dict,
-)
 
 from vsdpo.sharing import RolloutGroup, student_teacher_hidden
-from vsdpo.train import distributed
+from vsdpo.train import checkpoint
 from vsdpo_kernels import linear_logprobs
 
 
@@ -51,19 +46,12 @@ class Teacher:
         every rank), or None for the live teacher."""
         if self.model is None:
             return None
-        if distributed.is_distributed():
-            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-            return get_model_state_dict(self.model, options=options)
-        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        return checkpoint.full_state_dict(self.model)
 
     def load_state_dict(self, state: dict | None) -> None:
         """Restore what ``state_dict`` saved (each rank takes its shards of the full weights)."""
-        if self.model is None or state is None:
-            return
-        if distributed.is_distributed():
-            set_model_state_dict(self.model, state, options=StateDictOptions(full_state_dict=True))
-        else:
-            self.model.load_state_dict(state)
+        if self.model is not None and state is not None:
+            checkpoint.load_full_state_dict(self.model, state)
 
     def hidden(self, model, group: RolloutGroup, config):
         """(student hidden states with their mask, teacher hidden states or None) of one group."""

@@ -117,13 +117,17 @@ def policy_update(
     total_sequences = distributed.all_reduce_sum(sum(valid))
     if total_sequences == 0:  # every render or reward crashed, on every rank: nothing to learn from
         return UpdateResult.nothing("no usable rollout (every render or reward crashed)")
-    groups = [rollouts[i : i + G] for i in range(0, len(rollouts), G)]
-    scope = dict(total_tokens=total_tokens, total_sequences=total_sequences)
-    start_logprobs: list[torch.Tensor] = []  # each group's, at the step's start (detached old_logprobs)
+    with_feedback = config.algorithm.uses_distillation
+    groups = []  # each group's rollouts and their tokenized RolloutGroup, the same for every iteration
+    chunks = [rollouts[i : i + G] for i in range(0, len(rollouts), G)]
+    for group_rollouts, target_image in zip(chunks, target_images, strict=True):
+        group = build_group(processor, group_rollouts, target_image, config, with_feedback=with_feedback)
+        groups.append((group_rollouts, group))
+    fixed: list[dict] = [{} for _ in groups]  # per group, from the first iteration: old and ref log-probs
     results = []
     for iteration in range(config.algorithm.num_iterations):
-        result = one_iteration(model, teacher, processor, groups, target_images, optimizer, config,
-                               start_logprobs, first=iteration == 0, **scope)  # fmt: skip
+        result = one_iteration(model, teacher, groups, fixed, optimizer, config, first=iteration == 0,
+                               total_tokens=total_tokens, total_sequences=total_sequences)  # fmt: skip
         results.append(result)
         if result.skipped:
             if iteration:
@@ -136,20 +140,20 @@ def policy_update(
     return UpdateResult.mean(results)
 
 
-def one_iteration(model, teacher, processor, groups, target_images, optimizer, config, start_logprobs,
-                  *, first: bool, total_tokens: float, total_sequences: float) -> UpdateResult:  # fmt: skip
-    """One backward over every group, then clip and step: one of ``algorithm.num_iterations``."""
+def one_iteration(model, teacher, groups, fixed, optimizer, config, *, first: bool, total_tokens: float,
+                  total_sequences: float) -> UpdateResult:  # fmt: skip
+    """One backward over every group, then clip and step: one of ``algorithm.num_iterations``. The
+    first iteration records in ``fixed`` what the later ones reuse: the policy's log-probs as the step
+    starts (the ratio's denominator for ``old_logprobs: detached``) and the reference policy's."""
     loss_config = config.loss_config()
     world = distributed.world_size()
     head = model.get_output_embeddings()  # a vsdpo.train.distributed.LossHead
     device = head.weight.device
     sums: dict[str, float] = defaultdict(float)
     model.train()
-    for index, (group_rollouts, target_image) in enumerate(zip(groups, target_images, strict=True)):
+    for index, (group_rollouts, group) in enumerate(groups):
         if hasattr(model, "set_requires_gradient_sync"):  # FSDP2: reduce on the last micro-batch only
             model.set_requires_gradient_sync(index == len(groups) - 1)
-        with_feedback = config.algorithm.uses_distillation
-        group = build_group(processor, group_rollouts, target_image, config, with_feedback=with_feedback)
         hidden, teacher_hidden = teacher.hidden(model, group, config)
         batch = GroupBatch.build(
             group_rollouts,
@@ -159,12 +163,14 @@ def one_iteration(model, teacher, processor, groups, target_images, optimizer, c
             num_items_in_batch=total_tokens if loss_config.loss_type == "dapo" else None,
         )
         if loss_config.kl_beta > 0:
-            batch.ref_logprobs = teacher.reference_logprobs(group, batch.targets, config)
+            if first:
+                fixed[index]["ref"] = teacher.reference_logprobs(group, batch.targets, config)
+            batch.ref_logprobs = fixed[index]["ref"]
         if batch.old_logprobs is None and not first:
-            batch.old_logprobs = start_logprobs[index]
+            batch.old_logprobs = fixed[index]["old"]
         loss, out = head(hidden.student_hidden, batch, config=loss_config, impl=config.algorithm.loss_impl)
         if first:
-            start_logprobs.append(out.logprobs.detach())
+            fixed[index]["old"] = out.logprobs.detach()
         scale = micro_batch_scale(
             loss_config.loss_type,
             int(batch.mask.sum()),
