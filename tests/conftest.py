@@ -41,13 +41,13 @@ def pytest_collection_modifyitems(config, items):
 # test that loads a model the way a downloaded one loads.
 @pytest.fixture(scope="session")
 def qwen3_folder(tmp_path_factory):
-    from hf_checkpoints import make_qwen3_checkpoint
+    from tests.hf_checkpoints import make_qwen3_checkpoint
 
     return make_qwen3_checkpoint(tmp_path_factory.mktemp("qwen3"))
 
 
 @pytest.fixture(scope="session")
 def qwen3_vl_folder(tmp_path_factory):
-    from hf_checkpoints import make_qwen3_vl_checkpoint
+    from tests.hf_checkpoints import make_qwen3_vl_checkpoint
 
     return make_qwen3_vl_checkpoint(tmp_path_factory.mktemp("qwen3-vl"))

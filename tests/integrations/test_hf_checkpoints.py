@@ -7,7 +7,7 @@ import io
 import pytest
 import torch
 import transformers
-from hf_checkpoints import QWEN_CHAT_TEMPLATE, load_processor
+from tests.hf_checkpoints import QWEN_CHAT_TEMPLATE, load_processor
 from transformers.utils import is_torchvision_available
 
 
