@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 IMPLS = ("auto", "triton", "cpu", "torch", "reference")
+_FLOAT_FIELDS = ("beta", "temperature", "sd_weight", "pg_weight", "epsilon_low", "epsilon_high", "kl_beta")
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(value)
+    except (TypeError, ValueError):  # not a number at all (None, a string, a tensor of several values)
+        return False
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,12 @@ class SDPOLossConfig:
     max_completion_length: int | None = None
 
     def __post_init__(self):
+        # Infinity passes every bound below (inf > 0, inf >= 0) and turns the loss into inf or NaN
+        # without an error, so every float is checked to be finite first.
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name)
+            if not _finite(value):
+                raise ValueError(f"SDPOLossConfig.{name}: expected a finite number, got {value!r}")
         if not 0.0 <= self.beta <= 1.0:
             raise ValueError(f"SDPOLossConfig.beta: expected a float in [0, 1], got {self.beta!r}")
         if not self.temperature > 0:
@@ -42,7 +57,8 @@ class SDPOLossConfig:
             value = getattr(self, name)
             if not value >= 0:
                 raise ValueError(f"SDPOLossConfig.{name}: expected >= 0, got {value!r}")
-        if self.max_completion_length is not None and self.max_completion_length < 1:
+        length = self.max_completion_length
+        if length is not None and (not _finite(length) or length < 1):
             raise ValueError(
                 f"SDPOLossConfig.max_completion_length: expected a positive int or None, "
                 f"got {self.max_completion_length!r}"

@@ -7,6 +7,7 @@ implementations work on (they then keep the valid tokens only, flattened to ``[n
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import torch
@@ -186,11 +187,20 @@ def check_inputs(inputs: LossInputs, *, kl_beta: float = 0.0) -> LossInputs:
     if not bool(torch.isfinite(weight).all()):
         raise ValueError("weight: expected finite values, got NaN or inf")
 
+    # The dapo normaliser divides every token's term: inf turns the loss into 0 and NaN into NaN,
+    # both without an error, so it must be a finite count.
     num_items_in_batch = inputs.num_items_in_batch
     if num_items_in_batch is not None:
-        num_items_in_batch = float(num_items_in_batch)  # a 1-element tensor too
-        if not num_items_in_batch > 0:
-            raise ValueError(f"num_items_in_batch: expected > 0, got {num_items_in_batch}")
+        given = num_items_in_batch
+        try:
+            num_items_in_batch = float(given)  # a 1-element tensor too
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(
+                f"num_items_in_batch: expected a finite number > 0 (a float or a 1-element tensor), "
+                f"got {given!r}"
+            ) from None
+        if not math.isfinite(num_items_in_batch) or not num_items_in_batch > 0:
+            raise ValueError(f"num_items_in_batch: expected a finite number > 0, got {num_items_in_batch}")
 
     return replace(
         inputs,

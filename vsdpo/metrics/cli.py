@@ -6,13 +6,20 @@ Files pair by name (``bar_1.py`` with ``bar_1.py``); a reference without a predi
 an unrunnable prediction does. chart: ChartMimic (text, layout, type, color); web: Design2Code
 (block, text, position, color, clip with ``--clip PATH``); slides: AeSlides on the predictions
 (aspect, whitespace, balance, collision; REF_DIR only selects the names).
+
+Exit codes: 0 scored, 2 the command was misused: a folder that is missing or is a file, a ``--json``
+path that cannot be written, a ``--limit``, ``--workers`` or ``--timeout`` out of range. Each prints
+one line on stderr, and all are checked before anything is scored (scoring a benchmark takes minutes,
+and a report that cannot be written at the end is all of them lost).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -25,6 +32,11 @@ COLUMNS = {
     "web": ("block", "text", "position", "color", "clip", "mean"),
     "slides": ("aspect", "whitespace", "balance", "collision", "mean"),
 }
+MAX_TIMEOUT_S = 3600.0  # as `vsdpo render --timeout`
+
+
+class UsageError(Exception):
+    """A mistake in the command line, told in one line."""
 
 
 def add_parser(subparsers: Any) -> None:
@@ -104,6 +116,8 @@ def evaluate(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Scores per file name and their means (failures count as 0)."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit: expected a number of pairs >= 0 or None, got {limit!r}")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     pairs = pair_files(pred_dir, ref_dir, kind)[:limit]
@@ -167,7 +181,46 @@ def print_table(report: dict[str, Any]) -> None:
     Console().print(table)
 
 
+def _check_folder(option: str, folder: Path) -> None:
+    if not folder.exists():
+        raise UsageError(f"{option} {folder}: no such folder")
+    if not folder.is_dir():
+        raise UsageError(f"{option} {folder}: not a folder, expected a folder of programs or pages")
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise UsageError(f"{option} {folder}: cannot read this folder (permission denied)")
+
+
+def _check_output(option: str, path: Path) -> None:
+    """The report's path must be writable now, not only after every pair was scored."""
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a folder, expected a file path")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"{option} {path}: cannot write there (permission denied)")
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Every input the command takes, checked before anything runs; ``UsageError`` names the first bad one."""
+    _check_folder("PRED_DIR", args.pred_dir)
+    _check_folder("REF_DIR", args.ref_dir)
+    if args.json is not None:
+        _check_output("--json", args.json)
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit: expected a number of pairs >= 1, got {args.limit}")
+    if args.workers < 1:
+        raise UsageError(f"--workers: expected a number of pairs scored at once >= 1, got {args.workers}")
+    if not math.isfinite(args.timeout) or not 0 < args.timeout <= MAX_TIMEOUT_S:
+        raise UsageError(f"--timeout: expected seconds in (0, {MAX_TIMEOUT_S:g}], got {args.timeout:g}")
+
+
 def run(args: argparse.Namespace) -> int:
+    try:
+        check_arguments(args)
+    except UsageError as error:
+        print(f"vsdpo eval: error: {error}", file=sys.stderr)
+        return 2
     # Chart programs run in the process-wide sandbox pool: give it one worker per thread.
     os.environ.setdefault("VSDPO_SANDBOX_WORKERS", str(max(1, args.workers)))
     report = evaluate(
@@ -176,5 +229,10 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print_table(report)
     if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=2))
+        try:
+            args.json.write_text(json.dumps(report, indent=2))
+        except OSError as error:  # checked above, but the disk may fill or the folder go meanwhile
+            print(f"vsdpo eval: error: --json {args.json}: cannot write it ({error.strerror or error})",
+                  file=sys.stderr)  # fmt: skip
+            return 2
     return 0

@@ -10,6 +10,9 @@
   read-only tmpfs covers that folder and only the installation shows through it, read-only.
 - ``/proc`` is mounted afresh by a process inside the job's PID namespace (``mount_proc``), so that
   it lists the job's processes only.
+- No pseudo-terminal of the host is reachable (``_no_host_ptys``): an empty read-only tmpfs covers
+  ``/dev/pts``, and ``/dev/ptmx`` is a file nobody may open. Opening the host's ``/dev/ptmx`` would
+  allocate a pty in the host's devpts instance, and ``/dev/pts`` would list the host's terminals.
 """
 
 from __future__ import annotations
@@ -128,6 +131,7 @@ def prepare(quota_bytes: int, keep: list[str] | None = None, writable: list[str]
             if folder not in covered and paths != [folder]:
                 _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
         _private_places(covered, quota_bytes)
+        _no_host_ptys()
         for folder, paths in veils.items():
             for path in paths:
                 os.makedirs(path, mode=0o755, exist_ok=True)
@@ -139,6 +143,27 @@ def prepare(quota_bytes: int, keep: list[str] | None = None, writable: list[str]
     finally:
         for handle in handles.values():
             os.close(handle)
+
+
+def _no_host_ptys(pts: str = "/dev/pts", ptmx: str = "/dev/ptmx") -> None:
+    """Hide the host's pseudo-terminals: an empty, read-only tmpfs over ``pts``, holding only a file
+    ``ptmx`` of mode 000, which is also bound over ``ptmx`` (where that is a device node; a symbolic
+    link ``ptmx -> pts/ptmx``, as containers have, leads to the same file).
+
+    A private devpts instance would work too, but would let the job make terminals, and with them
+    reach the kernel's tty line disciplines; no chart, deck or page needs a terminal, so none is
+    given. The job's fresh uid has no capability, so it cannot open a file of mode 000.
+    """
+    if not os.path.isdir(pts):
+        return  # no devpts on this host: there is nothing to reach
+    _mount("tmpfs", pts, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,nr_inodes=4,mode=0755")
+    placeholder = os.path.join(pts, "ptmx")
+    os.close(os.open(placeholder, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0))
+    os.chmod(placeholder, 0)  # past the umask
+    if os.path.lexists(ptmx) and not os.path.islink(ptmx):
+        _mount(placeholder, ptmx, None, MS_BIND)
+        _mount(None, ptmx, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _mount(None, pts, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0755")
 
 
 def _private_places(covered: tuple[str, ...], quota_bytes: int) -> None:

@@ -6,6 +6,12 @@ real font metrics, colours, and the user lines that made or styled each shape. O
 deck is drawn, in a sandbox job of its own (vsdpo.render.slides.picture); slides are stacked top to
 bottom in the image, and every slide is its own canvas for the checks.
 
+``timeout_s`` bounds the whole render, the drawing included: the drawing job gets what the program
+and the checks left of it (the time each sandbox job ran, not the time spent waiting for a free
+worker), and a deck that keeps LibreOffice busy past it fails the render with error kind "timeout",
+as a program that runs too long does. Otherwise a deck of many large tables, built in a second,
+could hold a renderer for minutes under a ten-second timeout.
+
 The child's reply is checked before use (vsdpo.render.replies): slide size and count within bounds,
 elements with their schema; a reply that breaks them fails the render with error kind "invalid_reply".
 The checks run under the render's deadline.
@@ -20,7 +26,7 @@ from vsdpo.render import deadline as clock
 from vsdpo.render import defects as checks
 from vsdpo.render import replies
 from vsdpo.render.sandbox import SandboxLimits, run_in_sandbox
-from vsdpo.render.slides.picture import draw_deck
+from vsdpo.render.slides.picture import draw_deck_within
 from vsdpo.render.types import Defect, Element, RenderResult
 
 SLIDES_ENTRY = "vsdpo.render.slides.child:render_slides_job"
@@ -56,6 +62,7 @@ def render_slides(
     outcome = run_in_sandbox(
         SLIDES_ENTRY, {"code": code, "width": width, "height": height}, timeout_s=timeout_s, limits=limits
     )
+    program_done = time.monotonic()
     if not outcome.ok:
         failed = RenderResult.failure(
             "slides", f"{outcome.error_kind}: {outcome.error}", error_kind=outcome.error_kind
@@ -82,10 +89,19 @@ def render_slides(
                 )
     except clock.DeadlineExceeded as error:
         return _finish(RenderResult.failure("slides", f"timeout: {error}", error_kind="timeout"), started)
+    image = None
+    if draw:
+        # The render's time used so far: the program's job as its worker timed it, then the checks.
+        left_s = timeout_s - outcome.elapsed_s - (time.monotonic() - program_done)
+        drawing = draw_deck_within(job["pptx"], (slide_w, slide_h), count, left_s) if left_s > 0 else None
+        if drawing is None or drawing.error_kind == "timeout":
+            message = f"timeout: the program and the drawing of its deck ran longer than {timeout_s:g}s"
+            return _finish(RenderResult.failure("slides", message, error_kind="timeout"), started)
+        image = drawing.png
     result = RenderResult(
         kind="slides",
         ok=True,
-        image=draw_deck(job["pptx"], (slide_w, slide_h), count) if draw else None,
+        image=image,
         width=slide_w,
         height=slide_h * count,
         elements=elements,
