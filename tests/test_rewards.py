@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 
@@ -38,7 +39,8 @@ def test_failed_program_gets_the_failure_reward():
 
 
 def test_similarity_comes_from_the_benchmark_metric(monkeypatch):
-    monkeypatch.setattr(rewards, "_similarity", lambda kind, code, reference, timeout_s: 0.5)
+    score = SimpleNamespace(mean=0.5, ok=True)  # the benchmark's score object
+    monkeypatch.setattr(rewards, "_similarity", lambda kind, code, reference, timeout_s: score)
     reward = VisualReward(kind="chart", weights={"executable": 1.0, "similarity": 1.0, "defects": 0.0})
     assert reward.score_rendered([rendered()], ["x"], references=["ref"]) == [0.75]
 

@@ -19,6 +19,8 @@ SUBCOMMANDS: dict[str, str] = {
     "lint": "vsdpo.render.cli",
     "eval": "vsdpo.metrics.cli",
     "train": "vsdpo.train.cli",
+    "export": "vsdpo.train.export",
+    "tiny-model": "vsdpo.tiny",
     "compare": "vsdpo.compare",
 }
 

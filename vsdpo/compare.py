@@ -10,8 +10,14 @@ first, which makes the base policy) with ``run.seed`` and ``algorithm.name`` set
 configuration shared (``--config`` and ``--KEY VALUE`` flags as for ``vsdpo train``); its log is the
 run folder's ``train.log``. The base
 policy's numbers are the runs' step-0 evaluation (the same weights and sampling seed for every
-algorithm). Writes ``compare.json`` (every run's held-out curve and final numbers), ``compare.png``
-(held-out reward over steps, mean and spread over seeds) and prints the table.
+algorithm). Held-out evaluations come every 5 steps unless ``--eval.every`` says otherwise.
+Writes ``compare.json`` (every run's held-out curve and final numbers), ``compare.png`` (held-out
+reward over steps, mean and spread over seeds) and prints the table with, against ``grpo``:
+
+- the *paired* difference of the final held-out reward, each algorithm minus ``grpo`` of the same
+  seed (the same base policy and data order), its mean over seeds and the standard error of that mean;
+- *steps to reach*: per seed, the first evaluation step at which a run's held-out reward reaches the
+  final reward of ``grpo`` of that seed (None when it never does), and their mean over seeds.
 """
 
 from __future__ import annotations
@@ -33,10 +39,13 @@ FINAL_KEYS = (
     "reward",
     "teacher_gain",
     "teacher_gain_failed",
-    "teacher_gain_ran",
+    "teacher_gain_flawed",
+    "teacher_gain_matched",
     "execution_rate",
     "defect_rate",
 )
+BASELINE = "grpo"  # what the paired differences and the steps to reach are measured against
+DEFAULTS = {"eval.every": "5"}  # a comparison's own defaults, unless a flag sets them
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -95,6 +104,7 @@ def plan(args: argparse.Namespace, extra: list[str]) -> tuple[list[str], list[in
         for seed in seeds:
             run_dir = Path(args.output) / f"{algorithm}-seed{seed}"
             values = {
+                **DEFAULTS,
                 **overrides,
                 "algorithm.name": algorithm,
                 "run.seed": seed,
@@ -143,9 +153,25 @@ def run_one(name: str, config: TrainConfig, args: argparse.Namespace, extra: lis
     log = logging.getLogger("vsdpo.compare")
     run_dir = Path(config.run.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "vsdpo.train", *(["--config", args.config] if args.config else []), *extra,
-               "--algorithm.name", config.algorithm.name, "--run.seed", str(config.run.seed),
-               "--run.output_dir", str(run_dir), "--logging.progress", "false"]  # fmt: skip
+    defaults = [
+        part for key, value in DEFAULTS.items() if f"--{key}" not in extra for part in (f"--{key}", value)
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "vsdpo.train",
+        *(["--config", args.config] if args.config else []),
+        *defaults,
+        *extra,
+        "--algorithm.name",
+        config.algorithm.name,
+        "--run.seed",
+        str(config.run.seed),
+        "--run.output_dir",
+        str(run_dir),
+        "--logging.progress",
+        "false",
+    ]
     log.info("run %s: %s", name, " ".join(command[1:]))
     start = time.perf_counter()
     with open(run_dir / "train.log", "w", encoding="utf-8") as output:
@@ -155,8 +181,13 @@ def run_one(name: str, config: TrainConfig, args: argparse.Namespace, extra: lis
         log.error("run %s failed (exit %d); see %s", name, code, run_dir / "train.log")
     else:
         log.info("run %s done in %.0f s", name, wall_s)
-    return {"algorithm": config.algorithm.name, "seed": config.run.seed, "wall_s": wall_s,
-            "exit_code": code, "eval": read_eval(run_dir)}  # fmt: skip
+    return {
+        "algorithm": config.algorithm.name,
+        "seed": config.run.seed,
+        "wall_s": wall_s,
+        "exit_code": code,
+        "eval": read_eval(run_dir),
+    }
 
 
 def read_eval(run_dir: Path) -> list[dict]:
@@ -189,19 +220,71 @@ def summarise(runs: dict, algorithms: list[str], seeds: list[int]) -> dict:
         rows[algorithm] = {key: _spread([run["eval"][-1].get(key) for run in finals]) for key in FINAL_KEYS}
         rows[algorithm]["wall_s"] = _spread([run["wall_s"] for run in finals])
         rows[algorithm]["steps"] = max((run["eval"][-1]["step"] for run in finals), default=0)
-    return {"seeds": seeds, "rows": rows}
+    return {"seeds": seeds, "rows": rows, **against_baseline(runs, algorithms, seeds)}
+
+
+def first_step_reaching(curve: list[dict], target: float) -> int | None:
+    """The first evaluation step whose held-out reward is at least ``target``."""
+    return next((record["step"] for record in curve if record["reward"] >= target), None)
+
+
+def against_baseline(runs: dict, algorithms: list[str], seeds: list[int]) -> dict:
+    """Paired differences of the final reward against ``grpo`` of the same seed, and steps to reach
+    ``grpo``'s final reward (see the module docstring); empty without ``grpo`` runs."""
+    by_key = {(run["algorithm"], run["seed"]): run["eval"] for run in runs.values() if run["eval"]}
+    paired, reach = {}, {}
+    for algorithm in algorithms:
+        differences, steps = {}, {}
+        for seed in seeds:
+            baseline, curve = by_key.get((BASELINE, seed)), by_key.get((algorithm, seed))
+            if not baseline or not curve:
+                continue
+            target = baseline[-1]["reward"]
+            differences[seed] = curve[-1]["reward"] - target
+            steps[seed] = first_step_reaching(curve, target)
+        if algorithm != BASELINE and differences:
+            values = list(differences.values())
+            se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
+            paired[f"{algorithm}-{BASELINE}"] = {
+                "mean": statistics.fmean(values),
+                "se": se,
+                "n": len(values),
+                "per_seed": differences,
+            }
+        if steps:
+            reached = [s for s in steps.values() if s is not None]
+            reach[algorithm] = {
+                "per_seed": steps,
+                "reached": len(reached),
+                "n": len(steps),
+                "mean": statistics.fmean(reached) if reached else None,
+            }
+    return {"paired": paired, "steps_to_reach": reach}
 
 
 def table(summary: dict) -> str:
     def cell(stat: dict, digits: int = 3) -> str:
         return "—" if not stat["n"] else f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
-    lines = [f"held-out, final step, mean ± std over seeds {summary['seeds']}",
-             "| policy | reward | teacher gain | on failed | on ran | execution rate | defect rate | wall time (s) |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"held-out, final step, mean ± std over seeds {summary['seeds']}",
+        "| policy | reward | teacher gain | on failed | on flawed | on matched | execution rate | defect rate | wall time (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, row in summary["rows"].items():
         cells = [cell(row[k]) for k in FINAL_KEYS] + [cell(row["wall_s"], 0)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for name, stat in summary.get("paired", {}).items():
+        seeds = ", ".join(f"{seed}: {value:+.3f}" for seed, value in stat["per_seed"].items())
+        lines.append(
+            f"{name}, paired over {stat['n']} seeds: {stat['mean']:+.3f} ± {stat['se']:.3f} (se); {seeds}"
+        )
+    for name, stat in summary.get("steps_to_reach", {}).items():
+        mean = "never" if stat["mean"] is None else f"{stat['mean']:.1f}"
+        seeds = ", ".join(f"{seed}: {step}" for seed, step in stat["per_seed"].items())
+        lines.append(
+            f"{name} reaches {BASELINE}'s final reward: {stat['reached']}/{stat['n']} seeds, mean step {mean}; {seeds}"
+        )
     return "\n".join(lines)
 
 
@@ -225,8 +308,13 @@ def plot(runs: dict, summary: dict, path: Path) -> None:
             means.append(statistics.fmean(values))
             stds.append(statistics.pstdev(values) if len(values) > 1 else 0.0)
         line = ax.plot(steps, means, marker="o", markersize=3, label=algorithm)[0]
-        ax.fill_between(steps, [m - s for m, s in zip(means, stds, strict=True)],
-                        [m + s for m, s in zip(means, stds, strict=True)], color=line.get_color(), alpha=0.2)  # fmt: skip
+        ax.fill_between(
+            steps,
+            [m - s for m, s in zip(means, stds, strict=True)],
+            [m + s for m, s in zip(means, stds, strict=True)],
+            color=line.get_color(),
+            alpha=0.2,
+        )
     ax.set_xlabel("step")
     ax.set_ylabel("held-out reward")
     ax.set_title(f"held-out reward, mean ± std over seeds {summary['seeds']}")

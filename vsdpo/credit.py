@@ -14,7 +14,9 @@ touches every line on which it has visible characters. Lines are split as Python
 them: at ``\\r\\n``, ``\\r`` and ``\\n``.
 
 For a failed run the error lines count as one defect of severity 1 (:data:`ERROR_SEVERITY`): an
-exception is the strongest defect there is, and the renderer's severities lie in (0, 1].
+exception is the strongest defect there is, and the renderer's severities lie in (0, 1]. The
+render's differences from its target (vsdpo.differences), when given, count as defects too: credit
+then reaches the lines behind a wrong colour, text or chart type, not only those behind layout flaws.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from vsdpo.render.types import RenderResult
+from vsdpo.render.types import Defect, RenderResult
 
 ERROR_SEVERITY = 1.0
 
@@ -73,14 +75,16 @@ def line_starts(code: str) -> list[int]:
     return [0] + [match.end() for match in _LINE_BREAK.finditer(code)]
 
 
-def line_severities(render_result: RenderResult) -> dict[int, list[tuple[int, float]]]:
-    """line -> [(defect index, severity)] for every defect (and, for a failed run, the error)."""
+def line_severities(
+    render_result: RenderResult, differences: Sequence[Defect] = ()
+) -> dict[int, list[tuple[int, float]]]:
+    """line -> [(defect index, severity)] for every defect and difference (and, for a failed run, the error)."""
     touching: dict[int, list[tuple[int, float]]] = {}
-    for index, defect in enumerate(render_result.defects):
+    for index, defect in enumerate([*render_result.defects, *differences]):
         for line in set(defect.lines):
             touching.setdefault(int(line), []).append((index, float(defect.severity)))
     if not render_result.ok:
-        error_index = len(render_result.defects)
+        error_index = len(render_result.defects) + len(differences)
         for line in set(render_result.error_lines):
             touching.setdefault(int(line), []).append((error_index, ERROR_SEVERITY))
     return touching
@@ -92,17 +96,19 @@ def token_credit(
     render_result: RenderResult,
     alpha: float = 1.0,
     reduce: Literal["max", "sum"] = "max",
+    differences: Sequence[Defect] | None = None,
 ) -> list[float]:
     """One credit weight per response token (see the module docstring for the rule).
 
     ``token_offsets`` are ``(start, end)`` character offsets into ``response_text``, as a fast
     tokenizer's ``offset_mapping`` gives them; empty spans (special tokens) keep weight 1.
+    ``differences``: the render's differences from its target, credited like defects.
     """
     if alpha < 0:
         raise ValueError(f"alpha: expected a value >= 0, got {alpha}")
     if reduce not in ("max", "sum"):
         raise ValueError(f"reduce: expected 'max' or 'sum', got {reduce!r}")
-    touching = line_severities(render_result)
+    touching = line_severities(render_result, tuple(differences or ()))
     if not touching:
         return [1.0] * len(token_offsets)
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vsdpo.credit import extract_code
-from vsdpo.render.types import ARTIFACT_KINDS, RenderResult
+from vsdpo.render.types import ARTIFACT_KINDS, Defect, RenderResult
 
 RewardFunction = Callable[..., list[float]]
 
@@ -66,35 +66,64 @@ def defect_score(result: RenderResult) -> float:
     return math.exp(-sum(defect.severity for defect in result.defects))
 
 
-def _similarity(kind: str, code: str, reference: str | None, timeout_s: float) -> float | None:
+def _similarity(kind: str, code: str, reference: str | None, timeout_s: float):
+    """The benchmark's score object of ``code`` against ``reference`` (None without a reference)."""
     if reference is None:
         return None
     if kind == "chart":
         from vsdpo.metrics import chartmimic
 
-        return chartmimic.score(code, reference, timeout_s=timeout_s).mean
+        return chartmimic.score(code, reference, timeout_s=timeout_s)
     if kind == "web":
         from vsdpo.metrics import design2code
 
-        return design2code.score(code, reference, timeout_s=timeout_s).mean
+        return design2code.score(code, reference, timeout_s=timeout_s)
     return None  # no reference metric for python-pptx decks
 
 
-def components(
+def _differences(score, code: str) -> tuple[Defect, ...] | None:
+    """How the render differs from the target, from the score object the similarity came from; None
+    when the scorer could not compare (the program failed under the benchmark's run, say)."""
+    from vsdpo import differences
+
+    if not score.ok:
+        return None
+    if getattr(score, "generated_trace", None) is not None and score.reference_trace is not None:
+        return tuple(differences.chart_differences(code, score.generated_trace, score.reference_trace))
+    if getattr(score, "blocks", None) is not None:
+        return tuple(differences.page_differences(code, *score.blocks))
+    return None
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """One rollout's reward, the components it was made of, and how its render differs from the target
+    (``Defect``s of kind ``difference``; vsdpo.differences), for the teacher's feedback and the credit."""
+
+    reward: float
+    components: dict[str, float] = field(default_factory=dict)
+    differences: tuple[Defect, ...] | None = None  # None: not compared (it failed, or no reference)
+
+
+def assess(
     result: RenderResult, code: str, reference: str | None, config: RewardConfig, *, slide: bool = False
-) -> dict[str, float]:
-    """The applicable components of one rollout's reward, each in [0, 1]."""
+) -> Assessment:
+    """The reward of one rendered rollout with its components and its differences from the target."""
+    if not result.ok:
+        return Assessment(config.failure_reward)
     values: dict[str, float] = {"executable": 1.0, "defects": defect_score(result)}
     weights = config.weights
+    found: tuple[Defect, ...] | None = None
     if weights.get("similarity", 0) > 0:
-        similarity = _similarity(config.kind, code, reference, config.timeout_s)
-        if similarity is not None:
-            values["similarity"] = similarity
+        score = _similarity(config.kind, code, reference, config.timeout_s)
+        if score is not None:
+            values["similarity"] = score.mean
+            found = _differences(score, code)
     if slide and weights.get("layout", 0) > 0 and config.kind == "web":
         from vsdpo.metrics import aeslides
 
         values["layout"] = aeslides.score(code, timeout_s=config.timeout_s).mean
-    return values
+    return Assessment(combine_components(values, weights), values, found)
 
 
 def combine_components(values: dict[str, float], weights: dict[str, float]) -> float:
@@ -145,10 +174,18 @@ class VisualReward:
         kind: str | None = None,
         slide: bool = False,
     ) -> float:
-        config = self._config_for(kind)
-        if not result.ok:
-            return config.failure_reward
-        return combine_components(components(result, code, reference, config, slide=slide), config.weights)
+        return self.assess(result, code, reference, kind, slide).reward
+
+    def assess(
+        self,
+        result: RenderResult,
+        code: str,
+        reference: str | None = None,
+        kind: str | None = None,
+        slide: bool = False,
+    ) -> Assessment:
+        """The reward with its components and the render's differences from the target."""
+        return assess(result, code, reference, self._config_for(kind), slide=slide)
 
     def score_rendered(
         self,

@@ -24,6 +24,27 @@ when the program ran (``No defects found.`` when the list is empty), and::
 
 when it failed. ``<image>`` stands for the model's image placeholder
 (``<|vision_start|><|image_pad|><|vision_end|>`` for Qwen-VL), expanded by the processor.
+
+With ``differences`` (vsdpo.differences: how the render differs from the task's target, as the
+reward computed it), a program that ran is also told what to change, worst first, before its layout
+defects; the teacher then knows what the student cannot see (a colour shown only in the target
+image, a wrong text, another chart type)::
+
+    Your program ran. Its render: <image>
+    Your program:
+    import matplotlib.pyplot as plt
+    ...
+    Compared with the target:
+    - line 4: bar colour #D62728 (tab:red) should be #1F77B4 (tab:blue)
+        4: ax.bar(['A', 'B'], [3, 5], color='tab:red')
+    - text 'Sales' should be 'Revenue'
+    No defects found.
+    Write the program again with these differences fixed.
+
+and a program that matches hears ``It matches the target.`` and ``Write the program again.``, so
+that the teacher learns to keep what is right. The program is quoted whole (up to
+``max_program_chars``) so that the teacher can keep the lines that are right. ``differences=None`` (no comparison: no reference, or
+the ``defects`` feedback) gives the template above, the paper's.
 """
 
 from __future__ import annotations
@@ -33,6 +54,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
+# What the teacher is told of a program that ran: its differences from the target and its defects,
+# or its defects only (the paper's template). Both trainers take the same names.
+FEEDBACK_MODES = ("compare", "defects")
 SEPARATOR = "\n\n"  # between the task and the feedback, inside the user's turn
 
 
@@ -70,10 +94,33 @@ def defect_report(result, program: str, max_defects: int = 5) -> list[str]:
     return report
 
 
+def difference_report(differences, program: str, max_differences: int = 5) -> list[str]:
+    """The comparison with the target: one item per difference, worst first, with its lines."""
+    if not differences:
+        return ["It matches the target."]
+    report = ["Compared with the target:"]
+    for difference in sorted(differences, key=lambda d: -d.severity)[:max_differences]:
+        where = _where(difference.lines)
+        report.append(f"- {where}: {difference.message}" if where else f"- {difference.message}")
+        report += _quote_lines(program, difference.lines, limit=1)
+    if len(differences) > max_differences:
+        report.append(f"- and {len(differences) - max_differences} more.")
+    return report
+
+
 def teacher_context(
-    result, program: str, *, with_image: bool = True, max_defects: int = 5, max_error_chars: int = 300
+    result,
+    program: str,
+    *,
+    differences=None,
+    with_image: bool = True,
+    max_defects: int = 5,
+    max_differences: int = 5,
+    max_error_chars: int = 300,
+    max_program_chars: int = 2000,
 ) -> TeacherContext:
-    """Build the feedback for one rollout from its ``RenderResult`` and its program text."""
+    """Build the feedback for one rollout from its ``RenderResult``, its program text and, when it was
+    compared with its target, its ``differences`` (``Defect``s of vsdpo.differences; None: not compared)."""
     images = []
     if result.ok:
         body = ["Your program ran."]
@@ -82,10 +129,16 @@ def teacher_context(
 
             images.append(Image.open(io.BytesIO(result.image)).convert("RGB"))
             body = [f"Your program ran. Its render: {IMAGE_PLACEHOLDER}"]
+        if differences is not None:
+            # The program itself: a teacher that is told what differs can then keep every line that is
+            # right and change only those the comparison names, as a person reading a review would.
+            body += ["Your program:", program.strip("\n")[:max_program_chars]]
+            body += difference_report(differences, program, max_differences)
         body += defect_report(result, program, max_defects)
+        fix = [name for name, found in (("differences", differences), ("defects", result.defects)) if found]
         body.append(
-            "Write the program again with these defects fixed."
-            if result.defects
+            f"Write the program again with these {' and '.join(fix)} fixed."
+            if fix
             else "Write the program again."
         )
     else:
@@ -98,6 +151,14 @@ def teacher_context(
             body += _quote_lines(program, result.error_lines)
         body.append("Write the program again with the error fixed.")
     return TeacherContext(text=SEPARATOR + "\n".join(body), images=images)
+
+
+def told_differences(differences, mode: str):
+    """The differences the teacher is told of, and credited for, under feedback ``mode``: all of them
+    with ``compare``, none (``None``: not compared) with ``defects``."""
+    if mode not in FEEDBACK_MODES:
+        raise ValueError(f"feedback: expected one of {FEEDBACK_MODES}, got {mode!r}")
+    return differences if mode == "compare" else None
 
 
 def template_corpus() -> list[str]:
@@ -117,4 +178,13 @@ def template_corpus() -> list[str]:
             "chart", "TypeError: bar() missing 1 required positional argument: 'height'", [3]
         ),
     ]
-    return [teacher_context(sample, program).text for sample in samples]
+    texts = [teacher_context(sample, program).text for sample in samples]
+    differences = [
+        Defect("difference", 0.5, [], [3], "bar colour #D62728 (tab:red) should be #1F77B4 (tab:blue)"),
+        Defect("difference", 0.3, [], [4], "text 'Sales' should be 'Revenue'"),
+        Defect("difference", 0.2, [], [3], "chart type: draws bar, the target draws barh"),
+        Defect("difference", 0.1, [], [], "text 'Month' is missing"),
+    ]
+    texts.append(teacher_context(samples[1], program, differences=differences).text)
+    texts.append(teacher_context(samples[1], program, differences=[]).text)
+    return texts

@@ -5,12 +5,14 @@ Per chunk of ``CHUNK_TOKENS`` tokens it holds one ``[chunk, V]`` float32 block f
 one for the teacher: the four products ``hs@W.T``, ``ht@W.T``, ``dZ@W``, ``dZ.T@hs`` run once each
 and the C++ epilogue reads each block two or three times while it is hot. ``fused`` finishes the
 gradients of a chunk before the next (the loss is the last node of the graph): this backend meets
-``FusedBackend`` of backend.py. The extension is built (or loaded from torch's cache) on first use.
+``FusedBackend`` of backend.py. The extension is built (or loaded from torch's cache) on first use;
+a build, which takes a while, is announced in one line first (``_announce``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sys
 import warnings
@@ -26,6 +28,8 @@ _SOURCE = Path(__file__).resolve().parent / "csrc" / "sdpo_cpu.cpp"
 _extension = None
 _failure: str | None = None
 _warned = False
+
+log = logging.getLogger("vsdpo_kernels")
 
 
 def _compiler_flags() -> list[str]:
@@ -75,6 +79,11 @@ def load():
 
         flags = _compiler_flags()
         name, staged = _staged_source(source, flags)
+        if not (staged.parent / f"{name}.so").is_file():  # else torch loads the cached build at once
+            _announce(
+                f"compiling the C++ CPU kernel (once per torch install, ~25 s) into {staged.parent} "
+                "(torch's extension cache: TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions)"
+            )
         _extension = load_extension(
             name=name,
             sources=[str(staged)],
@@ -87,6 +96,15 @@ def load():
         _failure = f"the C++ CPU kernel could not be built: {type(error).__name__}: {error}"
         raise RuntimeError(_failure) from error
     return _extension
+
+
+def _announce(message: str) -> None:
+    """Say ``message`` once: through logging where the process shows INFO records of this logger, else
+    on stderr, so that a script that never configured logging still learns why its first call waits."""
+    if log.isEnabledFor(logging.INFO) and log.hasHandlers():
+        log.info(message)
+    else:
+        print(f"vsdpo_kernels: {message}", file=sys.stderr, flush=True)
 
 
 def available(warn: bool = False) -> bool:

@@ -321,3 +321,35 @@ def test_prompt_with_feedback_appends_to_the_last_user_turn():
         == "Draw.\n\nYour program failed with this error:\nNameError"
     )
     assert prompt_with_feedback("Draw.", text_only) == "Draw." + text_only.text
+
+
+@pytest.mark.parametrize("feedback", ["compare", "defects"])
+def test_teacher_is_told_how_the_render_differs_from_the_reference(qwen3_vl_folder, tmp_path, feedback):
+    """The same option and the same builder as vsdpo.train: the differences from the row's reference
+    reach the teacher's prompt and the credit with ``feedback="compare"``, and neither with ``defects``."""
+    from PIL import Image
+
+    trainer = VisualSDPOTrainer(
+        model=str(qwen3_vl_folder),
+        processing_class=load_processor(qwen3_vl_folder),
+        reward_funcs=length_reward,
+        args=grpo_args(tmp_path),
+        train_dataset=Dataset.from_dict({"prompt": PROMPTS, "image": [Image.new("RGB", (96, 64))] * 2}),
+        rollout_func=scripted_rollouts(PROGRAMS),
+        sdpo=VisualSDPOConfig(feedback=feedback, credit_alpha=1.0),
+    )
+    trainer.model.train()
+    # The last program draws a blue line; the reference draws it in red, with a title.
+    reference = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [2, 1, 3], color='tab:red')\nplt.title('Totals')\n"
+    rows = [{"prompt": PROMPTS[0], "image": Image.new("RGB", (96, 64)), "reference": reference}] * 4
+    batch = trainer._generate_and_score_completions(rows)
+    text = "".join(part.get("text", "") for part in batch["teacher_prompt"][3][-1]["content"])
+    if feedback == "compare":
+        assert "Compared with the target:" in text and "should be #D62728 (tab:red)" in text
+        assert "text 'Totals' is missing" in text
+        assert (batch["credit"][3] > 1).any()  # the plotting line's tokens
+    else:
+        assert "Compared with the target" not in text and "No defects found." in text
+        assert (batch["credit"][3] == 1).all()
+    with pytest.raises(ValueError, match="VisualSDPOConfig.feedback"):
+        VisualSDPOConfig(feedback="pictures")

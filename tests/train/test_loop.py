@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from vsdpo.render import Defect, RenderResult
-from vsdpo.rewards import VisualReward
+from vsdpo.rewards import Assessment, VisualReward
 from vsdpo.tasks import Task
 from vsdpo.teacher_context import IMAGE_PLACEHOLDER, teacher_context
 from vsdpo.tiny import build_tiny, build_tokenizer
@@ -201,12 +201,12 @@ def test_teacher_context_reports_defects_or_the_error():
 
 
 def test_failed_reward_is_masked_and_moves_no_advantage(monkeypatch):
-    def score_one(self, result, code, reference=None, kind=None, slide=False):
+    def assess(self, result, code, reference=None, kind=None, slide=False):
         if code == "boom":
             raise RuntimeError("the sandbox worker died")
-        return float(code)
+        return Assessment(float(code))
 
-    monkeypatch.setattr(VisualReward, "score_one", score_one)
+    monkeypatch.setattr(VisualReward, "assess", assess)
     rollouts = [
         Rollout(Task("t", "chart", "p"), 0, torch.tensor([1]), torch.tensor([0.0]), c, [(0, 1)], c)
         for c in ("0", "1", "boom", "0.5")

@@ -51,7 +51,8 @@ from trl.trainer.utils import nanmax, nanmin
 
 from vsdpo.credit import extract_code, token_credit
 from vsdpo.render import ARTIFACT_KINDS, render
-from vsdpo.teacher_context import IMAGE_PLACEHOLDER, teacher_context
+from vsdpo.rewards import VisualReward
+from vsdpo.teacher_context import FEEDBACK_MODES, IMAGE_PLACEHOLDER, teacher_context, told_differences
 from vsdpo_kernels import SDPOLossConfig, fused_linear_sdpo_loss, linear_logprobs
 
 __all__ = ["VisualSDPOConfig", "VisualSDPOTrainer", "decode_with_spans", "prompt_with_feedback"]
@@ -83,6 +84,8 @@ LOGIT_SCALES = (
 SANDBOX_FAILURE = "sandbox:"
 # A UTF-8 character spans at most four bytes, so at most four byte-level tokens.
 MAX_HELD_TOKENS = 4
+# GRPOTrainer(model, reward_funcs, args, train_dataset, eval_dataset, processing_class, ...)
+PROCESSING_CLASS_POSITION = 5
 
 
 @dataclass
@@ -97,6 +100,10 @@ class VisualSDPOConfig:
     kind: str = "chart"  # artifact kind of the programs; a dataset column "kind" overrides it per row
     teacher_image: bool = True  # the feedback shows the render (vision-language models only)
     max_defects: int = 5  # defects listed in the feedback, worst first
+    # "compare": a program that ran is also told how its render differs from the row's "reference"
+    # column (texts, chart types, colours; page blocks), the differences credited like defects;
+    # "defects": its layout defects only (the paper's template). vsdpo.train's algorithm.feedback.
+    feedback: str = "compare"
     render_timeout_s: float = 20.0
     render_workers: int = 4
     impl: str = "auto"  # implementation of the fused loss, see fused_linear_sdpo_loss
@@ -114,6 +121,10 @@ class VisualSDPOConfig:
             )
         if self.kind not in ARTIFACT_KINDS:
             raise ValueError(f"VisualSDPOConfig.kind: expected one of {ARTIFACT_KINDS}, got {self.kind!r}")
+        if self.feedback not in FEEDBACK_MODES:
+            raise ValueError(
+                f"VisualSDPOConfig.feedback: expected one of {FEEDBACK_MODES}, got {self.feedback!r}"
+            )
         if self.render_workers < 1:
             raise ValueError(f"VisualSDPOConfig.render_workers: expected >= 1, got {self.render_workers!r}")
 
@@ -131,6 +142,10 @@ class VisualSDPOTrainer(GRPOTrainer):
 
     def __init__(self, *args: Any, sdpo: VisualSDPOConfig | dict | None = None, **kwargs: Any):
         self.sdpo = VisualSDPOConfig(**sdpo) if isinstance(sdpo, dict) else (sdpo or VisualSDPOConfig())
+        if len(args) <= PROCESSING_CLASS_POSITION and kwargs.get("processing_class") is None:
+            kwargs["processing_class"] = _processor_without_torchvision(
+                kwargs.get("model", args[0] if args else None)
+            )
         super().__init__(*args, **kwargs)
         unsupported = self.unsupported_options()
         if unsupported and self.sdpo.distills:
@@ -191,22 +206,50 @@ class VisualSDPOTrainer(GRPOTrainer):
         programs = [extract_code(text).code for text, _ in decoded]
         kinds = [row.get("kind") or self.sdpo.kind for row in inputs]
         results = list(self._render_threads().map(self._render, programs, kinds))
+        references = [row.get("reference") for row in inputs]
+        found = list(self._render_threads().map(self._differences, results, programs, references, kinds))
 
         teacher_prompts, credit = [], []
-        for prompt, program, (text, spans), result in zip(prompts, programs, decoded, results, strict=True):
+        rows = zip(prompts, programs, decoded, results, found, strict=True)
+        for prompt, program, (text, spans), result, differences in rows:
             with_image = self._is_vlm and self.sdpo.teacher_image and not isinstance(prompt, str)
             context = teacher_context(
-                result, program, with_image=with_image, max_defects=self.sdpo.max_defects
+                result,
+                program,
+                differences=differences,
+                with_image=with_image,
+                max_defects=self.sdpo.max_defects,
             )
             teacher_prompts.append(prompt_with_feedback(prompt, context))
             credit.append(
                 token_credit(
-                    text, spans, result, alpha=self.sdpo.credit_alpha, reduce=self.sdpo.credit_reduce
+                    text,
+                    spans,
+                    result,
+                    alpha=self.sdpo.credit_alpha,
+                    reduce=self.sdpo.credit_reduce,
+                    differences=differences,
                 )
             )
         ran = torch.tensor([float(result.ok) for result in results], device=self.accelerator.device)
         self._metrics[self._mode()]["sdpo/execution_rate"].append(self.accelerator.gather(ran).mean().item())
         return {"teacher_prompt": teacher_prompts, "credit": credit}
+
+    def _differences(self, result, program: str, reference: str | None, kind: str):
+        """How the render differs from the row's reference (vsdpo.differences), as the teacher is told
+        of it under ``sdpo.feedback``; None without a comparison."""
+        if self.sdpo.feedback != "compare" or not reference or not result.ok:
+            return None
+        reward = VisualReward(kind=kind, timeout_s=self.sdpo.render_timeout_s)
+        try:
+            return told_differences(
+                reward.assess(result, program, reference, kind).differences, self.sdpo.feedback
+            )
+        except Exception as error:  # noqa: BLE001 - a failed comparison leaves the feedback without it
+            log.warning(
+                "VisualSDPOTrainer: comparison with the reference failed: %s: %s", type(error).__name__, error
+            )
+            return None
 
     def _render(self, program: str, kind: str):
         result = render(program, kind, timeout_s=self.sdpo.render_timeout_s)
@@ -437,6 +480,32 @@ class VisualSDPOTrainer(GRPOTrainer):
         totals = torch.stack([(values.float() * mask).sum(), mask.sum().float()])
         totals = self.accelerator.reduce(totals, reduction="sum")
         return (totals[0] / totals[1].clamp(min=1.0)).item()
+
+
+def _processor_without_torchvision(model) -> Any:
+    """The processor of a vision-language checkpoint ``model`` (a folder or hub id) less its video part,
+    where torchvision is missing; None (TRL's own ``AutoProcessor`` loading) everywhere else.
+
+    transformers builds a Qwen3-VL processor's video part only with torchvision, which cannot sit
+    beside the CPU build of torch, so TRL's loading stops there although images and text need none;
+    ``vsdpo.train.model.load_processor`` loads the same processor without it, padded and truncated on
+    the left as TRL loads its own."""
+    from transformers import AutoConfig
+    from transformers.utils import is_torchvision_available
+
+    if not isinstance(model, str) or is_torchvision_available():
+        return None
+    try:
+        model_config = AutoConfig.from_pretrained(model)
+    except (OSError, ValueError):
+        return None  # TRL's own loading reports it
+    from vsdpo.train.model import load_processor, reads_images
+
+    if not reads_images(model_config):
+        return None
+    processor = load_processor(model, model_config)
+    processor.tokenizer.padding_side = processor.tokenizer.truncation_side = "left"
+    return processor
 
 
 def prompt_with_feedback(prompt, context) -> Any:

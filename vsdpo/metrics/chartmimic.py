@@ -73,6 +73,9 @@ class ChartMimicScore:
     ok: bool = True  # False when the generated program did not run
     error: str | None = None
     details: dict[str, dict[str, float]] = field(default_factory=dict)
+    # What each program drew (the tracer's dicts), kept for the feedback on how the two differ.
+    generated_trace: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    reference_trace: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, float]:
         return {name: getattr(self, name) for name in (*METRICS, "mean")}
@@ -251,4 +254,6 @@ def score(
     )
     if generated_trace is None:
         return failed_score(error)
-    return score_traces(generated_trace, reference_trace, empty_reference_colors=empty_colors)
+    result = score_traces(generated_trace, reference_trace, empty_reference_colors=empty_colors)
+    result.generated_trace, result.reference_trace = generated_trace, reference_trace
+    return result

@@ -55,7 +55,7 @@ from matplotlib.image import NonUniformImage
 from matplotlib.projections.polar import PolarAxes
 from mpl_toolkits.mplot3d import Axes3D
 
-from vsdpo.metrics.chartmimic_program import TICK_HOOK, benchmark_program, with_tick_removal
+from vsdpo.metrics.chartmimic_program import OUTPUT_NAME, TICK_HOOK, benchmark_program, with_tick_removal
 from vsdpo.metrics.color import color_similarity
 
 # A colour list longer than this is thinned, as ChartMimic does.
@@ -434,7 +434,10 @@ def trace(payload: dict[str, Any]) -> dict[str, Any]:
     """Run ``payload["code"]``; return its texts, layout, plotting-function counts and colours.
 
     ``payload["role"]`` is "generated" (prepared as the benchmark prepares a model's program, see
-    :mod:`vsdpo.metrics.chartmimic_program`) or "reference" (run as it is); ``graph_layout`` selects
+    :mod:`vsdpo.metrics.chartmimic_program`) or "reference" (run as it is; a reference that never calls
+    ``plt.savefig`` gets one at its end, as every reference of the benchmark ends, so that its texts,
+    drawn only at a save, are recorded: without it a task's reference would record no text at all and
+    every generated text would count as extra); ``graph_layout`` selects
     the benchmark's layout rule for graph programs; ``compat`` (default True) restores the calls of
     the pinned matplotlib (:mod:`vsdpo.render.chart.compat`).
     """
@@ -450,6 +453,8 @@ def trace(payload: dict[str, Any]) -> dict[str, Any]:
     program = payload["code"]
     if payload.get("role") == "generated":
         program = benchmark_program(program)
+    elif "plt.savefig" not in program:
+        program = f'{program.rstrip()}\nplt.savefig("{OUTPUT_NAME}")\n'
     with_hook, at_line_start = with_tick_removal(program)
     if at_line_start:
         try:

@@ -54,6 +54,11 @@ class Design2CodeScore:
     ok: bool = True
     error: str | None = None
     n_matched: int = 0
+    # The blocks after merging and the kept pairs (generated index, reference index, text similarity),
+    # kept for the feedback on how the two pages differ.
+    blocks: tuple[list[Block], list[Block], list[tuple[int, int, float]]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def mean(self) -> float:
@@ -196,10 +201,10 @@ def match_blocks(
 def score_blocks(generated: list[Block], reference: list[Block]) -> Design2CodeScore:
     """Block, text, position and colour scores of two block lists (CLIP left to :func:`score`)."""
     if not generated or not reference:
-        return Design2CodeScore(0.0, 0.0, 0.0, 0.0)
+        return Design2CodeScore(0.0, 0.0, 0.0, 0.0, blocks=(generated, reference, []))
     generated, reference, matches = match_blocks(generated, reference)
     if not matches:
-        return Design2CodeScore(0.0, 0.0, 0.0, 0.0)
+        return Design2CodeScore(0.0, 0.0, 0.0, 0.0, blocks=(generated, reference, []))
     area = lambda block: block.bbox[2] * block.bbox[3]
     matched_generated = {i for i, _, _ in matches}
     matched_reference = {j for _, j, _ in matches}
@@ -218,6 +223,7 @@ def score_blocks(generated: list[Block], reference: list[Block]) -> Design2CodeS
         position=float(np.mean(positions)),
         color=float(np.mean(colors)),
         n_matched=len(matches),
+        blocks=(generated, reference, matches),
     )
 
 

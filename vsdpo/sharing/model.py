@@ -4,6 +4,7 @@ the replay-safe caches (see vsdpo.sharing.passes for what they serve)."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 
 import torch
 from torch import Tensor
@@ -20,6 +21,7 @@ class Backbone:
         base = getattr(model, "base_model", model)
         self.module = base
         self.config = base.config
+        self.cache_keyword = cache_keyword(base)
         self.device = next(base.parameters()).device
         self.is_vlm = hasattr(base, "get_rope_index") and hasattr(base, "visual")
         config = self.config
@@ -54,8 +56,8 @@ class Backbone:
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=cache,
             use_cache=cache is not None,
+            **{self.cache_keyword: cache},
             **kwargs,
         )
         return out.last_hidden_state
@@ -130,6 +132,14 @@ class Backbone:
                 attention_mask=valid.long(),
             )
         return torch.cat([text[None], rotary.to(text.dtype)], dim=0)
+
+
+def cache_keyword(module) -> str:
+    """The name under which ``module.forward`` takes its KV cache: ``cache`` in the transformers
+    releases that renamed it (``past_key_values`` is deprecated there, and goes in 5.40), else
+    ``past_key_values`` (earlier releases, and models not renamed yet)."""
+    parameters = inspect.signature(module.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 class PromptRecorder(DynamicCache):

@@ -20,17 +20,32 @@ A folder works too (``tasks: dir:PATH``): every ``*.py`` file is a chart task (o
 when it imports ``pptx``) with the file as its reference, every ``*.html`` a web task with the
 page as its reference and the ``.png`` of the same name, when present, as its image. The prompt is
 :data:`FOLDER_PROMPTS` of the kind: the ChartMimic and Design2Code "direct mimic" set-up.
+
+A relative folder or task file resolves against the data root: the environment variable
+``VSDPO_DATA_ROOT``, or the current working directory where it is unset (``data_root``). The packaged
+configs name their data relative to it (``dir:chartmimic``), since they live inside the installed
+package, far from any data; ``VSDPO_DATA_ROOT=/data vsdpo train --config qwen3vl_8b_chart`` reads
+``/data/chartmimic``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from vsdpo.tasks.charts import builtin_chart_tasks
 from vsdpo.tasks.types import Task
 
-__all__ = ["Task", "builtin_chart_tasks", "load_task_file", "load_task_folder", "load_tasks"]
+__all__ = [
+    "Task",
+    "builtin_chart_tasks",
+    "data_root",
+    "load_task_file",
+    "load_task_folder",
+    "load_tasks",
+    "resolve_task_path",
+]
 
 FOLDER_PROMPTS = {
     "chart": "Write a matplotlib program that draws exactly this chart.",
@@ -39,6 +54,28 @@ FOLDER_PROMPTS = {
 }
 TASK_KEYS = {"prompt", "kind", "image", "reference", "reference_path", "id"}
 KINDS = ("chart", "web", "slides")
+DATA_ROOT_VARIABLE = "VSDPO_DATA_ROOT"
+
+
+def data_root() -> Path:
+    """The folder relative task paths resolve against: ``$VSDPO_DATA_ROOT``, else the current folder."""
+    return Path(os.environ.get(DATA_ROOT_VARIABLE) or os.getcwd()).expanduser()
+
+
+def resolve_task_path(path: str | Path) -> Path:
+    """``path`` as a task source reads it: absolute (or ``~``) as it is, relative under ``data_root()``."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else data_root() / path
+
+
+def _missing(source: str, resolved: Path, what: str) -> str:
+    """Where a task source was looked for, and how to point it elsewhere."""
+    root = os.environ.get(DATA_ROOT_VARIABLE)
+    where = f"{DATA_ROOT_VARIABLE}={root}" if root else f"{DATA_ROOT_VARIABLE} unset: the current folder"
+    return (
+        f"{source!r}: no {what} {resolved} (a relative path resolves against the data root, {where}; "
+        f"set {DATA_ROOT_VARIABLE} to the folder that holds your data, or give an absolute path)"
+    )
 
 
 def load_task_file(path: str | Path, kind: str = "chart") -> list[Task]:
@@ -115,9 +152,18 @@ def load_tasks(
     source: str, kind: str = "chart", count: int = 64, seed: int = 0, split: str = "train"
 ) -> list[Task]:
     """``builtin:charts`` (the built-in generator; ``split`` picks its training or held-out part),
-    ``dir:PATH`` (a folder), or a JSONL task file."""
+    ``dir:PATH`` (a folder), or a JSONL task file; a relative path resolves against ``data_root()``.
+    A missing folder or file is a ``FileNotFoundError`` that says where it was looked for."""
     if source == "builtin:charts":
         return builtin_chart_tasks(count, seed=seed, split=split)
     if source.startswith("dir:"):
-        return [task for task in load_task_folder(source[4:]) if task.kind == kind]
-    return load_task_file(source, kind=kind)
+        if not source[4:]:
+            raise ValueError(f"expected a folder after 'dir:', got {source!r}")
+        folder = resolve_task_path(source[4:])
+        if not folder.is_dir():
+            raise FileNotFoundError(_missing(source, folder, "folder"))
+        return [task for task in load_task_folder(folder) if task.kind == kind]
+    path = resolve_task_path(source)
+    if not path.is_file():
+        raise FileNotFoundError(_missing(source, path, "task file"))
+    return load_task_file(path, kind=kind)

@@ -16,7 +16,7 @@ import torch
 
 from vsdpo.credit import token_credit
 from vsdpo.sharing import RolloutGroup
-from vsdpo.teacher_context import teacher_context
+from vsdpo.teacher_context import teacher_context, told_differences
 from vsdpo.train.generate import Rollout
 from vsdpo_kernels import LossInputs
 
@@ -31,7 +31,13 @@ def build_group(
     feedbacks, feedback_images = None, None
     if with_feedback:
         contexts = [
-            teacher_context(r.render, r.program, with_image=config.algorithm.teacher_image) for r in rollouts
+            teacher_context(
+                r.render,
+                r.program,
+                differences=told_differences(r.differences, config.algorithm.feedback),
+                with_image=config.algorithm.teacher_image,
+            )
+            for r in rollouts
         ]
         feedbacks = [c.text for c in contexts]
         feedback_images = [c.images or None for c in contexts]
@@ -97,18 +103,27 @@ class GroupBatch:
 
     def loss_inputs(self, student_hidden: torch.Tensor, weight: torch.Tensor) -> LossInputs:
         return LossInputs(
-            student_hidden, weight, self.targets, teacher_hidden=self.teacher_hidden, advantages=self.advantages,
-            old_logprobs=self.old_logprobs, ref_logprobs=self.ref_logprobs, credit=self.credit, mask=self.mask,
+            student_hidden,
+            weight,
+            self.targets,
+            teacher_hidden=self.teacher_hidden,
+            advantages=self.advantages,
+            old_logprobs=self.old_logprobs,
+            ref_logprobs=self.ref_logprobs,
+            credit=self.credit,
+            mask=self.mask,
             num_items_in_batch=self.num_items_in_batch,
-        )  # fmt: skip
+        )
 
 
-def distilled(rollout: Rollout, distill_on: str) -> bool:
+def distilled(rollout: Rollout, config) -> bool:
     """Whether ``algorithm.distill_on`` distils this rollout: ``failed``, a program that did not run;
-    ``flawed``, that or a render with a defect (its feedback says what went wrong); ``all``, any."""
-    render = rollout.render
+    ``flawed``, that or a render with a defect or a difference from the target (its feedback says what
+    went wrong); ``all``, any."""
+    render, distill_on = rollout.render, config.algorithm.distill_on
     failed = render is None or not render.ok
-    return distill_on == "all" or failed or (distill_on == "flawed" and bool(render.defects))
+    differs = bool(told_differences(rollout.differences, config.algorithm.feedback))
+    return distill_on == "all" or failed or (distill_on == "flawed" and (bool(render.defects) or differs))
 
 
 def credit_matrix(rollouts: list[Rollout], width: int, config) -> torch.Tensor:
@@ -118,13 +133,19 @@ def credit_matrix(rollouts: list[Rollout], width: int, config) -> torch.Tensor:
     algorithm = config.algorithm
     rows = []
     for r in rollouts:
-        if not distilled(r, algorithm.distill_on):
+        if not distilled(r, config):
             rows.append([0.0] * len(r.response_ids))
         elif algorithm.uses_credit:
             rows.append(
-                token_credit(r.text, r.token_offsets, r.render,
-                             alpha=algorithm.credit_alpha, reduce=algorithm.credit_reduce)
-            )  # fmt: skip
+                token_credit(
+                    r.text,
+                    r.token_offsets,
+                    r.render,
+                    alpha=algorithm.credit_alpha,
+                    reduce=algorithm.credit_reduce,
+                    differences=told_differences(r.differences, config.algorithm.feedback),
+                )
+            )
         else:
             rows.append([1.0] * len(r.response_ids))
     return padded(rows, width, 1.0, torch.float32)

@@ -14,15 +14,20 @@ charts) that the packaged ``tiny_chart`` config spells out. ``--config`` takes a
 a config shipped in the package (``vsdpo/configs/``: ``qwen3vl_8b_chart``, ``_web``, ``_slides``,
 ``tiny_chart``); a file that exists wins over a name. ``model`` and ``algorithm`` also take a bare
 name (``--model FOLDER``, ``--algorithm grpo``). Keys of the earlier flat layout (``--max_steps``)
-raise ``ConfigError`` naming the new key (``run.max_steps``). Every key with its bounds and meaning
-is in ``docs/training.md``, generated from the descriptions below
-(``python -m vsdpo.train.config --markdown``).
+raise ``ConfigError`` naming the new key (``run.max_steps``). ``vsdpo train --list-keys`` prints
+every key with its value and meaning (``keys_text``); ``docs/training.md`` of the source repository has
+the same table, generated from the descriptions below (``python -m vsdpo.train.config --markdown``).
+
+The embedded default's run name, output folder and warm start are its tiny model's: with any other
+``model.name`` the keys of them that the user did not set (in a ``--config`` file or on the command
+line) follow that model instead (``fit_to_model``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import sys
 import typing
 from pathlib import Path
@@ -46,13 +51,17 @@ class ConfigError(ValueError):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class RunConfig(Section):
-    name: str = Field("tiny-chart", description="the run's name, for logs")
+    name: str = Field(
+        "tiny-chart",
+        description="the run's name, for logs; unset with a model other than tiny: <model folder name>-<data.kind>",
+    )
     output_dir: str = Field(
-        "runs/tiny-chart", description="the run directory: config, logs, plots, samples, checkpoints"
+        "runs/tiny-chart",
+        description="the run directory: config, logs, plots, samples, checkpoints; unset: runs/<run.name>",
     )
     seed: int = Field(
         0, ge=0, description="seed of the data order and of sampling (the base policy is model.seed's)"
@@ -114,20 +123,20 @@ class WarmstartConfig(Section):
     steps: int = Field(
         250,
         ge=0,
-        description="supervised steps on first attempts (task -> reference program) before RL; the base policy, cached",
+        description="supervised steps on first attempts (task -> reference program) before RL; the base policy, cached; unset with a model other than tiny: 0",
     )
     repair_steps: int = Field(
         300,
         ge=0,
-        description="then supervised steps on a mix of first attempts and repairs (task + real feedback on a flawed program -> reference)",
+        description="then supervised steps on a mix of first attempts and repairs (task + real feedback on a flawed program -> reference); unset with a model other than tiny: 0",
     )
     corruptions: int = Field(
-        2,
+        4,
         ge=0,
-        description="flawed programs made per task by corrupting its reference (syntax, names, arguments, layout)",
+        description="flawed programs made per task by corrupting its reference, half failing (syntax, names, arguments), half running (values, colours, texts, chart type, series, layout)",
     )
     own_samples: int = Field(
-        4, ge=0, description="flawed programs per task sampled from the model itself after the first stage"
+        2, ge=0, description="flawed programs per task sampled from the model itself after the first stage"
     )
     batch_size: int = Field(16, ge=1, description="examples per warm-start step")
     learning_rate: float = Field(
@@ -193,6 +202,10 @@ class AlgorithmConfig(Section):
         description="the EMA teacher's step towards the policy after each step; 0 keeps it the base policy",
     )
     teacher_image: bool = Field(True, description="the render image in the teacher's feedback")
+    feedback: Literal["compare", "defects"] = Field(
+        "compare",
+        description="the teacher's feedback on a program that ran: compare, how its render differs from the target (texts, chart types, colours, layout; vsdpo.differences) and its defects, the differences also credited; defects, its layout defects only (the paper's template)",
+    )
     credit_alpha: float = Field(
         1.0, ge=0, description="credit weight 1 + alpha * severity on the tokens behind a defect"
     )
@@ -255,7 +268,7 @@ class EvalConfig(Section):
         description='held-out tasks: "auto" (the held-out split of builtin:charts, none for other sources), "none", or a second task source (a JSONL file or dir:FOLDER)',
     )
     num_tasks: int = Field(
-        32, ge=1, description="held-out tasks (drawn from the generator, or the first of the source)"
+        64, ge=1, description="held-out tasks (drawn from the generator, or the first of the source)"
     )
     samples: int = Field(2, ge=1, description="first attempts sampled per held-out task")
     every: int = Field(
@@ -551,7 +564,9 @@ def find_config(path_or_name: str | Path) -> Path:
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The defaults, then the YAML file ``path`` names (see ``find_config``; the embedded default when
-    None), then ``overrides`` (dotted keys); ``ConfigError`` names the first bad key."""
+    None), then ``overrides`` (dotted keys); ``ConfigError`` names the first bad key. The keys of the
+    user's file and of ``overrides`` are the ones the user set (``fit_to_model``)."""
+    user_file = path is not None
     path = DEFAULT_CONFIG if path is None else find_config(path)
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -562,34 +577,91 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(loaded).__name__}")
     flat: dict[str, Any] = {}
+    given: set[str] = set()
     for where, source in ((str(path), _flatten(loaded)), ("the command line", overrides or {})):
         for key, value in source.items():
             _check_key(key, where)
             flat[key] = value if source is not overrides else _command_line_value(key, value)
+            if user_file or source is overrides:
+                given.add(f"{key}.name" if key in ("model", "algorithm") else key)
     try:
-        return TrainConfig.model_validate(_nest(flat))
+        return fit_to_model(TrainConfig.model_validate(_nest(flat)), given)
     except ValidationError as error:
         raise ConfigError(_validation_message(error)) from None
     except (TypeError, ValueError) as error:  # SDPOLossConfig's own checks
         raise ConfigError(f"algorithm.loss: {error}") from None
 
 
+def fit_to_model(config: TrainConfig, given: set[str]) -> TrainConfig:
+    """``config`` with the keys the user did not set (``given``: dotted keys) that the embedded default
+    sets for its tiny model made to fit ``model.name`` instead.
+
+    The tiny default's run name and folder (``runs/tiny-chart``) would mix another model's run into
+    the tiny one's, and its warm start (hundreds of supervised steps at a learning rate made for a
+    random model) would overwrite what a pretrained model knows: another model gets its own name
+    (``<model folder name>-<data.kind>``) and no warm start unless asked. Whatever the model,
+    ``run.output_dir`` follows ``run.name`` (``runs/<run.name>``) unless set.
+    """
+    changes: dict[tuple[str, str], Any] = {}
+    if config.model.name != "tiny":
+        if "run.name" not in given:
+            changes["run", "name"] = f"{model_basename(config.model.name)}-{config.data.kind}"
+        for key in ("steps", "repair_steps"):
+            if f"warmstart.{key}" not in given:
+                changes["warmstart", key] = 0
+    if "run.output_dir" not in given:
+        changes["run", "output_dir"] = f"runs/{changes.get(('run', 'name'), config.run.name)}"
+    fitted = config.model_copy(deep=True)
+    for (section, key), value in changes.items():
+        setattr(getattr(fitted, section), key, value)
+    return fitted
+
+
+def model_basename(name: str) -> str:
+    """A folder name for a run of ``name`` (a hub id or a local folder): its last part, in the
+    characters a file name takes everywhere (``Qwen/Qwen3-VL-8B-Instruct`` -> ``Qwen3-VL-8B-Instruct``)."""
+    last = Path(name.rstrip("/\\")).expanduser().name or Path(name).expanduser().resolve().name
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", last).strip("-.") or "model"
+
+
 def save_config(config: TrainConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
 
 
-def markdown_table() -> str:
-    """Every key with its default and meaning: the reference table of docs/training.md."""
-    defaults = _flatten(TrainConfig().to_dict())
-    rows = ["| key | default | meaning |", "|---|---|---|"]
+def key_rows(config: TrainConfig | None = None) -> list[tuple[str, Any, str]]:
+    """(dotted key, value, meaning) of every key, the values ``config``'s (the pydantic defaults when
+    None): the one source of ``markdown_table`` and ``keys_text``."""
+    values = _flatten((config or TrainConfig()).to_dict())
+    rows = []
     for key, info in KEYS.items():
         description = getattr(info, "description", None)
         if description is None:  # the loss section: documented by SDPOLossConfig
-            description = "see `vsdpo_kernels.SDPOLossConfig`"
-        rows.append(f"| `{key}` | `{defaults.get(key)!r}` | {description} |")
+            description = "see vsdpo_kernels.SDPOLossConfig"
+        rows.append((key, values.get(key), description))
+    return rows
+
+
+def markdown_table() -> str:
+    """Every key with its default and meaning: the reference table of docs/training.md."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for key, default, description in key_rows():
+        description = description.replace("vsdpo_kernels.SDPOLossConfig", "`vsdpo_kernels.SDPOLossConfig`")
+        rows.append(f"| `{key}` | `{default!r}` | {description} |")
     return "\n".join(rows)
+
+
+def keys_text(config: TrainConfig | None = None) -> str:
+    """Every key with its value in ``config`` (the pydantic defaults when None) and its meaning, as
+    ``vsdpo train --list-keys`` prints it: what ``docs/training.md`` says, for an install that does not
+    carry the docs."""
+    lines = []
+    for key, value, description in key_rows(config):
+        lines += [f"--{key} {value!r}", f"      {description}"]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--markdown"]:
         print(markdown_table())
+    elif sys.argv[1:] == ["--text"]:
+        print(keys_text())

@@ -1,5 +1,7 @@
 """Realistic flaws for the warm-start's repair examples: small edits of a working program that make
-it fail (syntax, names, arguments) or draw worse (values, layout), as a model's first attempts do.
+it fail (syntax, names, arguments) or draw something else (values, colours, texts, chart type, series,
+layout), as a model's first attempts do. The second family keeps the program running: its feedback is
+a comparison with the target, which the teacher must learn to read as well as an error.
 
 Every corruption takes the program's lines and a ``random.Random`` and returns the flawed program,
 or None when it does not apply. The flaw's feedback is never written here: the flawed program is
@@ -106,26 +108,116 @@ def oversized_title(lines, rng):
     return _edit(lines, index, line[:-1] + f", fontsize={rng.choice((36, 44, 52))})")
 
 
-CORRUPTIONS: tuple[Corruption, ...] = (
+_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "black", "gray", "gold", "teal")
+_WORDS = (
+    "Sales",
+    "Revenue",
+    "Visitors",
+    "Growth",
+    "Costs",
+    "Scores",
+    "Rainfall",
+    "Orders",
+    "Month",
+    "Year",
+    "Region",
+    "Product",
+    "Week",
+    "Value",
+    "Count",
+    "Total",
+    "Share",
+)
+_PLOT_CALLS = {"bar": "barh", "barh": "bar", "plot": "scatter", "scatter": "plot"}
+
+
+def swap_color(lines, rng):
+    index = _pick(lines, rng, r"color='[^']+'")
+    if index is None:
+        return None
+    line = lines[index]
+    current = re.search(r"color='([^']+)'", line).group(1)
+    other = rng.choice([c for c in _COLORS if c != current])
+    return _edit(lines, index, line.replace(f"color='{current}'", f"color='{other}'", 1))
+
+
+def other_text(lines, rng):
+    """Another title or axis label: a text the target does not have."""
+    index = _pick(lines, rng, r"\.set_(title|xlabel|ylabel)\('[^']*'")
+    if index is None:
+        return None
+    line = lines[index]
+    current = re.search(r"\.set_(?:title|xlabel|ylabel)\('([^']*)'", line).group(1)
+    other = rng.choice([w for w in _WORDS if w != current])
+    return _edit(lines, index, line.replace(f"('{current}'", f"('{other}'", 1))
+
+
+def other_chart_type(lines, rng):
+    index = _pick(lines, rng, r"\bax\.(bar|barh|plot|scatter)\(")
+    if index is None:
+        return None
+    line = lines[index]
+    match = re.search(r"\bax\.(bar|barh|plot|scatter)\(", line)
+    other = _PLOT_CALLS[match.group(1)]
+    edited = line[: match.start(1)] + other + line[match.end(1) :]
+    if other == "scatter":
+        edited = re.sub(r", marker='[^']*'", "", edited)
+    return _edit(lines, index, edited)
+
+
+def extra_series(lines, rng):
+    """One more series, drawn by a copy of the plotting call in another colour."""
+    index = _pick(lines, rng, r"\bax\.(bar|barh|plot|scatter)\(.*color='[^']+'")
+    if index is None:
+        return None
+    line = lines[index]
+    current = re.search(r"color='([^']+)'", line).group(1)
+    copy = line.replace(
+        f"color='{current}'", f"color='{rng.choice([c for c in _COLORS if c != current])}'", 1
+    )
+    return "\n".join(lines[: index + 1] + [copy] + lines[index + 1 :]) + "\n"
+
+
+def drop_series(lines, rng):
+    index = _pick(lines, rng, r"\bax\.(bar|barh|plot|scatter|pie)\(")
+    if index is None:
+        return None
+    return "\n".join(lines[:index] + lines[index + 1 :]) + "\n"
+
+
+# Corruptions that make the program fail, and those that keep it running but drawing something else.
+FAILING: tuple[Corruption, ...] = (
     drop_closing_bracket,
     mismatch_bracket,
     unterminated_string,
     misspell_method,
     bad_keyword,
     undefined_name,
+)
+RUNNING: tuple[Corruption, ...] = (
     wrong_values,
     oversized_title,
+    swap_color,
+    other_text,
+    other_chart_type,
+    extra_series,
+    drop_series,
 )
+CORRUPTIONS: tuple[Corruption, ...] = FAILING + RUNNING
 
 
 def corrupt(program: str, rng: random.Random, count: int) -> list[str]:
-    """Up to ``count`` distinct flawed versions of ``program``, each by one corruption."""
+    """Up to ``count`` distinct flawed versions of ``program``, each by one corruption, taken in turn
+    from the failing and the running family (so about half of them run)."""
     lines = program.rstrip("\n").split("\n")
+    families = [rng.sample(FAILING, len(FAILING)), rng.sample(RUNNING, len(RUNNING))]
+    rng.shuffle(families)
     flawed: list[str] = []
-    for corruption in rng.sample(CORRUPTIONS, len(CORRUPTIONS)):
-        if len(flawed) == count:
-            break
-        result = corruption(lines, rng)
+    turn = 0
+    while len(flawed) < count and any(families):
+        family = families[turn % 2] or families[(turn + 1) % 2]
+        turn += 1
+        result = family.pop(0)(lines, rng)
         if result is not None and result != program and result not in flawed:
             flawed.append(result)
     return flawed

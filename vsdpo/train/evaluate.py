@@ -7,7 +7,9 @@ kind's visual reward (vsdpo.rewards; the user's ``reward.funcs`` are left out: t
 measure). With ``eval.teacher_gain``, every first attempt's feedback (vsdpo.teacher_context, exactly
 the teacher's context in training) is appended to its prompt and a second attempt is sampled: the
 mean reward of the second attempts minus that of the first is the *teacher gain*, the precondition
-of self-distillation (a teacher that does no better given the feedback has nothing to teach).
+of self-distillation (a teacher that does no better given the feedback has nothing to teach). It is
+also split three ways by the first attempt: it failed to run; it ran with a difference from the
+target or a defect (``flawed``); it ran and matched (``matched``: the teacher should keep it).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from vsdpo.tasks import load_tasks
-from vsdpo.teacher_context import teacher_context
+from vsdpo.teacher_context import teacher_context, told_differences
 from vsdpo.train import distributed
 from vsdpo.train.config import ConfigError
 from vsdpo.train.data import TaskSet, with_target_images
@@ -36,11 +38,14 @@ class EvalResult:
     reward: float
     execution_rate: float
     defect_rate: float  # share of the attempts that ran whose render has a defect
+    reward_se: float | None = None  # standard error of ``reward`` over the tasks (their mean per task)
     second_reward: float | None = None  # the second attempts', given the feedback on the first
     second_execution_rate: float | None = None
     teacher_gain: float | None = None  # second_reward - reward
     teacher_gain_failed: float | None = None  # the same over the first attempts that did not run
     teacher_gain_ran: float | None = None  # ... and over those that ran
+    teacher_gain_flawed: float | None = None  # ... those that ran with a difference or a defect
+    teacher_gain_matched: float | None = None  # ... those that ran with neither
 
     def metrics(self) -> dict[str, float]:
         return {k: v for k, v in asdict(self).items() if k != "step" and v is not None}
@@ -54,10 +59,19 @@ class Attempt:
     program: str = ""
     render: object = None
     reward: float = 0.0
+    differences: tuple | None = None  # how the render differs from the target (None: not compared)
+    task_id: str = ""
 
     @property
     def ran(self) -> bool:
         return self.render is not None and self.render.ok
+
+    @property
+    def outcome(self) -> str:
+        """``failed``, ``flawed`` (ran, with a difference from the target or a defect) or ``matched``."""
+        if not self.ran:
+            return "failed"
+        return "flawed" if self.differences or self.render.defects else "matched"
 
     def record(self) -> dict:
         render = self.render
@@ -67,6 +81,7 @@ class Attempt:
             "ran": self.ran,
             "error": None if render is None else render.error,
             "defects": [] if render is None else [f"{d.kind} lines {d.lines}" for d in render.defects],
+            "differences": None if self.differences is None else [d.message for d in self.differences],
         }
 
 
@@ -128,9 +143,8 @@ class Evaluator:
             attempt, task, future = job
             attempt.render = future.result()
             try:
-                attempt.reward = self.reward.score_one(
-                    attempt.render, attempt.program, task.reference, task.kind
-                )
+                assessment = self.reward.assess(attempt.render, attempt.program, task.reference, task.kind)
+                attempt.reward, attempt.differences = assessment.reward, assessment.differences
             except Exception as error:  # a reward that cannot be computed counts as a failed attempt
                 log.warning("eval: reward failed for task %s: %s: %s", task.id, type(error).__name__, error)
                 attempt.reward = 0.0
@@ -144,14 +158,27 @@ class Evaluator:
         show_target = self.config.data.prompt_image and all(image is not None for image in self.tasks.images)
         targets = [image if show_target else None for image in self.tasks.images for _ in range(samples)]
         with seeded(self.config.eval.seed + distributed.rank()):
-            first = [Attempt(task.prompt, image) for task, image in zip(tasks, targets, strict=True)]
+            first = [
+                Attempt(task.prompt, image, task_id=task.id)
+                for task, image in zip(tasks, targets, strict=True)
+            ]
             self._attempts(model, processor, first, tasks)
             second = []
             if self.config.eval.teacher_gain:
                 with_image = self.config.algorithm.teacher_image
                 for attempt in first:
-                    context = teacher_context(attempt.render, attempt.program, with_image=with_image)
-                    second.append(Attempt(attempt.prompt + context.text, attempt.target, context.images))
+                    differences = told_differences(attempt.differences, self.config.algorithm.feedback)
+                    context = teacher_context(
+                        attempt.render, attempt.program, differences=differences, with_image=with_image
+                    )
+                    second.append(
+                        Attempt(
+                            attempt.prompt + context.text,
+                            attempt.target,
+                            context.images,
+                            task_id=attempt.task_id,
+                        )
+                    )
                 self._attempts(model, processor, second, tasks)
         if self.out_dir is not None:
             self.save(step, tasks, first, second)
@@ -172,6 +199,22 @@ class Evaluator:
         )
 
 
+def standard_error(attempts: list[Attempt]) -> float | None:
+    """The standard error of the mean reward, the tasks as the sampling unit: the samples of one task
+    are not independent draws, so their mean per task counts once (all ranks; None below two tasks)."""
+    per_task: dict[str, list[float]] = {}
+    for attempt in attempts:
+        per_task.setdefault(attempt.task_id, []).append(attempt.reward)
+    means = [sum(rewards) / len(rewards) for rewards in per_task.values()]
+    count = distributed.all_reduce_sum(len(means))
+    total = distributed.all_reduce_sum(sum(means))
+    squares = distributed.all_reduce_sum(sum(m * m for m in means))
+    if count < 2:
+        return None
+    variance = max(squares - total * total / count, 0.0) / (count - 1)
+    return (variance / count) ** 0.5
+
+
 def summarise(step: int, first: list[Attempt], second: list[Attempt]) -> EvalResult:
     """Means over every rank's attempts."""
 
@@ -186,13 +229,20 @@ def summarise(step: int, first: list[Attempt], second: list[Attempt]) -> EvalRes
 
     n, reward, ran, defective = (distributed.all_reduce_sum(v) for v in totals(first))
     result = EvalResult(step, reward / max(n, 1), ran / max(n, 1), defective / max(ran, 1))
+    result.reward_se = standard_error(first)
     if second:
         n2, reward2, ran2, _ = (distributed.all_reduce_sum(v) for v in totals(second))
         result.second_reward = reward2 / max(n2, 1)
         result.second_execution_rate = ran2 / max(n2, 1)
         result.teacher_gain = result.second_reward - result.reward
-        for ran, field_name in ((False, "teacher_gain_failed"), (True, "teacher_gain_ran")):
-            gains = [b.reward - a.reward for a, b in zip(first, second, strict=True) if a.ran == ran]
+        splits = {
+            "teacher_gain_failed": lambda a: not a.ran,
+            "teacher_gain_ran": lambda a: a.ran,
+            "teacher_gain_flawed": lambda a: a.outcome == "flawed",
+            "teacher_gain_matched": lambda a: a.outcome == "matched",
+        }
+        for field_name, belongs in splits.items():
+            gains = [b.reward - a.reward for a, b in zip(first, second, strict=True) if belongs(a)]
             count = distributed.all_reduce_sum(len(gains))
             if count:
                 setattr(result, field_name, distributed.all_reduce_sum(sum(gains)) / count)

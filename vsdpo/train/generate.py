@@ -24,7 +24,7 @@ from vsdpo.train import distributed
 
 @dataclass(eq=False)  # compared by identity: it holds tensors
 class Rollout:
-    """One sampled response of the group of prompt ``task``; scoring fills the last four fields."""
+    """One sampled response of the group of prompt ``task``; scoring fills the last five fields."""
 
     task: Task
     group: int  # index of its prompt in the step's batch
@@ -39,6 +39,7 @@ class Rollout:
     reward: float = 0.0
     advantage: float = 0.0
     render_crashed: bool = False  # the renderer or the reward failed: no loss on it
+    differences: tuple | None = None  # how the render differs from the target (None: not compared)
 
 
 class BehaviourSampler:

@@ -41,7 +41,12 @@ PLOTS = {
     "reward": ((METRICS, "reward"), (METRICS, "reward_std"), (EVAL, "reward"), (EVAL, "second_reward")),
     "execution_rate": ((METRICS, "execution_rate"), (EVAL, "execution_rate")),
     "defect_rate": ((METRICS, "defect_rate"), (EVAL, "defect_rate")),
-    "teacher_gain": ((EVAL, "teacher_gain"), (EVAL, "teacher_gain_failed"), (EVAL, "teacher_gain_ran")),
+    "teacher_gain": (
+        (EVAL, "teacher_gain"),
+        (EVAL, "teacher_gain_failed"),
+        (EVAL, "teacher_gain_flawed"),
+        (EVAL, "teacher_gain_matched"),
+    ),
     "losses": ((METRICS, "loss"), (METRICS, "pg_loss"), (METRICS, "sd_loss")),
 }
 LABELS = {METRICS: "train", EVAL: "held-out"}
@@ -69,7 +74,14 @@ class RunLogger:
         """An ``EvalResult`` of vsdpo.train.evaluate."""
         self._append(EVAL, "eval", result.step, result.metrics())
         if self.enabled:
-            gain = "" if result.teacher_gain is None else f", teacher gain {result.teacher_gain:+.3f}"
+            gain = ""
+            if result.teacher_gain is not None:
+                splits = [
+                    (name, getattr(result, f"teacher_gain_{name}"))
+                    for name in ("failed", "flawed", "matched")
+                ]
+                shown = ", ".join(f"{name} {value:+.3f}" for name, value in splits if value is not None)
+                gain = f", teacher gain {result.teacher_gain:+.3f} ({shown})"
             log.info("held-out at step %d: reward %.3f, ran %.0f%%%s", result.step, result.reward,
                      100 * result.execution_rate, gain)  # fmt: skip
 

@@ -58,6 +58,9 @@ def train(config: TrainConfig) -> dict:
     config = resolve_policy(config)  # a model that cannot load fails here; a text-only one sees no images
     device = distributed.init()
     run_dir = prepare_run_dir(config)
+    if distributed.is_main():
+        log.info("run %s: %s on %s, tasks %s, in %s", config.run.name, config.algorithm.name,
+                 config.model.name, config.data.tasks, run_dir)  # fmt: skip
     if config.run.cpu_threads and device.type == "cpu":
         torch.set_num_threads(config.run.cpu_threads)
     render_pool = RenderPool(config.rollout.render_workers, config.rollout.render_timeout_s)

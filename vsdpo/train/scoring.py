@@ -71,13 +71,15 @@ def rollout_rewards(rollouts: list[Rollout], config, render_pool: RenderPool) ->
         if rollout.render_crashed:
             return None
         try:
-            return reward.score_one(
+            assessment = reward.assess(
                 rollout.render, rollout.program, rollout.task.reference, rollout.task.kind
             )
         except Exception as error:  # the run goes on without this rollout
             log.warning("reward failed for task %s: %s: %s", rollout.task.id, type(error).__name__, error)
             rollout.render_crashed = True
             return None
+        rollout.differences = assessment.differences
+        return assessment.reward
 
     return render_pool.map(score, rollouts)
 

@@ -5,13 +5,16 @@ so ``grpo``, ``sdpo`` and ``vsdpo`` runs of one seed start from the same weights
 Two supervised stages on the training tasks' reference programs:
 
 1. *First attempts*: task (and target image) -> reference program, ``warmstart.steps`` steps.
-2. *Repairs*: flawed programs are made by corrupting references (vsdpo.train.corrupt) and sampled
-   from the model of stage 1 itself; each is rendered for real in the sandbox, and its feedback —
-   error text and lines, or defects and lines with the render — is built by
-   vsdpo.teacher_context, exactly as the teacher sees it in training. ``warmstart.repair_steps``
-   steps then train on a half-and-half mix of first attempts and repairs (task + feedback ->
-   reference), so that the model can use feedback on a flawed program: the teacher must know more
-   than the student for self-distillation to teach anything.
+2. *Repairs*: flawed programs are made by corrupting references (vsdpo.train.corrupt: about half
+   fail, half run but draw something else) and sampled from the model of stage 1 itself; each is
+   rendered for real in the sandbox and scored against the task's reference, and its feedback —
+   error text and lines, or the differences from the target and the defects, with the render — is
+   built by vsdpo.teacher_context, exactly as the teacher sees it in training. The references
+   themselves come too, with their own feedback ("It matches the target"), so that the teacher
+   learns to keep a program that is right. ``warmstart.repair_steps`` steps then train on a
+   half-and-half mix of first attempts and repairs (task + feedback -> reference), so that the model
+   can use feedback: the teacher must know more than the student for self-distillation to teach
+   anything.
 
 The weights are cached under the cache folder, keyed by everything that shapes them.
 """
@@ -26,15 +29,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from vsdpo.teacher_context import teacher_context
+from vsdpo.teacher_context import teacher_context, told_differences
 from vsdpo.tiny import config_key
 from vsdpo.train.corrupt import corrupt
 from vsdpo.train.data import TaskSet, cache_dir
 from vsdpo.train.generate import encode, prompt_text, sample_programs, seeded
+from vsdpo.train.scoring import visual_reward
 
 log = logging.getLogger("vsdpo.train")
 
-FORMAT = 2  # bump when the examples change, so that cached weights of an older recipe are not reused
+FORMAT = 4  # bump when the examples change, so that cached weights of an older recipe are not reused
 
 
 @dataclass
@@ -57,7 +61,8 @@ def cache_key(processor, config) -> str:
         model.name, model.seed, model.tiny_hidden_size, model.tiny_num_layers,
         data.tasks, data.num_builtin_tasks, data.seed, data.prompt_image, data.image_max_pixels,
         warm.steps, warm.repair_steps, warm.corruptions, warm.own_samples, warm.batch_size, warm.learning_rate,
-        config.algorithm.teacher_image, config.rollout.max_new_tokens, config.rollout.temperature,
+        config.algorithm.teacher_image, config.algorithm.feedback, config.rollout.max_new_tokens,
+        config.rollout.temperature, tuple(sorted(config.reward.weights.items())),
         torch.__version__,
     )  # fmt: skip
 
@@ -99,22 +104,38 @@ def warm_start(model, processor, task_set: TaskSet, config, render_pool) -> None
 
 
 def repair_examples(model, processor, task_set: TaskSet, targets, config, render_pool) -> list[Example]:
-    """Flawed programs (corrupted references and the model's own samples), rendered, with their feedback."""
+    """Flawed programs (corrupted references and the model's own samples) and the references, rendered
+    and scored against the reference, each with its feedback; the answer is always the reference."""
     warm = config.warmstart
     rng = random.Random(config.model.seed)
-    flawed: list[tuple[int, str]] = []
+    programs: list[tuple[int, str]] = []
     for index, task in enumerate(task_set.tasks):
         if task.reference:
-            flawed += [(index, program) for program in corrupt(task.reference, rng, warm.corruptions)]
+            programs.append((index, task.reference))  # it matches: the feedback says so, keep it
+            programs += [(index, program) for program in corrupt(task.reference, rng, warm.corruptions)]
     if warm.own_samples:
-        flawed += own_samples(model, processor, task_set, targets, config)
-    futures = [render_pool.submit(program, task_set.tasks[index].kind) for index, program in flawed]
-    examples = []
-    for (index, program), future in zip(flawed, futures, strict=True):
-        task = task_set.tasks[index]
-        context = teacher_context(future.result(), program, with_image=config.algorithm.teacher_image)
-        examples.append(Example(task.prompt + context.text, task.reference, targets[index], context.images))
-    return examples
+        programs += own_samples(model, processor, task_set, targets, config)
+    futures = [render_pool.submit(program, task_set.tasks[index].kind) for index, program in programs]
+    reward = visual_reward(config)
+
+    def example(job) -> Example:
+        (index, program), future = job
+        task, render = task_set.tasks[index], future.result()
+        try:
+            differences = reward.assess(render, program, task.reference, task.kind).differences
+        except Exception as error:  # a reward that cannot be computed: the feedback without the comparison
+            log.warning("warm-start: reward failed for task %s: %s: %s", task.id, type(error).__name__, error)
+            differences = None
+        context = teacher_context(
+            render,
+            program,
+            differences=told_differences(differences, config.algorithm.feedback),
+            with_image=config.algorithm.teacher_image,
+        )
+        return Example(task.prompt + context.text, task.reference, targets[index], context.images)
+
+    # The renders are queued first: an example, on the same threads, waits only on its own render.
+    return render_pool.map(example, zip(programs, futures, strict=True))
 
 
 def own_samples(model, processor, task_set: TaskSet, targets, config) -> list[tuple[int, str]]:
