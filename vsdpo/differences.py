@@ -41,10 +41,10 @@ PAIR_TEXT = 0.3
 MOVED = 0.05  # a page block whose centre is off by more than this share of the page has moved
 
 # Colour names a program is likely to write, first match wins: Tableau's palette, then CSS names.
-_NAMED = {
-    **{v.upper(): k for k, v in mcolors.CSS4_COLORS.items()},
-    **{v.upper(): k for k, v in mcolors.TABLEAU_COLORS.items()},
-}
+_NAMED: dict[str, str] = {}
+for _names in (mcolors.TABLEAU_COLORS, mcolors.CSS4_COLORS):
+    for _name, _hex in _names.items():
+        _NAMED.setdefault(_hex.upper(), _name)  # the first spelling: "gray" before "grey"
 
 
 def color_name(hex_color: str) -> str:

@@ -7,8 +7,9 @@ import io
 import pytest
 import torch
 import transformers
-from tests.hf_checkpoints import QWEN_CHAT_TEMPLATE, load_processor
 from transformers.utils import is_torchvision_available
+
+from tests.hf_checkpoints import QWEN_CHAT_TEMPLATE, load_processor
 
 
 def chart_image():

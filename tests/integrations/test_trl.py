@@ -15,9 +15,9 @@ trl = pytest.importorskip("trl")
 
 import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
-from tests.hf_checkpoints import load_processor  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
+from tests.hf_checkpoints import load_processor  # noqa: E402
 from vsdpo.integrations.trl import (  # noqa: E402
     VisualSDPOConfig,
     VisualSDPOTrainer,

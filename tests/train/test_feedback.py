@@ -159,14 +159,18 @@ def test_warm_start_repairs_of_every_kind_with_their_real_feedback(tmp_path):
     tasks = builtin_chart_tasks(3, seed=2)
     config = load_config(
         None,
-        {"warmstart.corruptions": 4, "warmstart.own_samples": 0, "data.prompt_image": "false",
-         "algorithm.teacher_image": "false", "run.cache_dir": str(tmp_path)},
+        {"warmstart.corruptions": 4, "warmstart.own_samples": 0, "warmstart.repair_tasks": 2,
+         "data.prompt_image": "false", "algorithm.teacher_image": "false", "run.cache_dir": str(tmp_path)},
     )  # fmt: skip
     pool = RenderPool(2, 20)
     try:
         examples = repair_examples(None, None, TaskSet(tasks, [None] * len(tasks)), [None] * 3, config, pool)
     finally:
         pool.shutdown()
+    extra = [e for e in examples if e.answer not in {task.reference for task in tasks}]
+    assert len(extra) == 2 * 2  # two more tasks, each kept and once corrupted (a corruption that runs)
+    assert all("Your program ran." in e.prompt for e in extra)
+    examples = [e for e in examples if e not in extra]
     assert len(examples) >= 3 * 4
     by_task = {task.reference: task.prompt for task in tasks}
     assert all(e.answer in by_task and e.prompt.startswith(by_task[e.answer]) for e in examples)

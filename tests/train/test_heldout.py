@@ -53,7 +53,8 @@ def test_the_base_policy_does_not_depend_on_the_algorithm(tmp_path):
     """Same cache key, and the same weights when trained from scratch, for grpo and vsdpo with
     other loss and credit settings."""
     common = {"warmstart.steps": 3, "warmstart.repair_steps": 2, "warmstart.corruptions": 1,
-              "warmstart.own_samples": 1, "warmstart.batch_size": 2, "rollout.max_new_tokens": 8}  # fmt: skip
+              "warmstart.own_samples": 1, "warmstart.repair_tasks": 1, "warmstart.batch_size": 2,
+              "rollout.max_new_tokens": 8}  # fmt: skip
     variants = [
         {"algorithm": "grpo"},
         {

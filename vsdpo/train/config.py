@@ -126,17 +126,22 @@ class WarmstartConfig(Section):
         description="supervised steps on first attempts (task -> reference program) before RL; the base policy, cached; unset with a model other than tiny: 0",
     )
     repair_steps: int = Field(
-        300,
+        400,
         ge=0,
         description="then supervised steps on a mix of first attempts and repairs (task + real feedback on a flawed program -> reference); unset with a model other than tiny: 0",
     )
     corruptions: int = Field(
-        4,
+        2,
         ge=0,
         description="flawed programs made per task by corrupting its reference, half failing (syntax, names, arguments), half running (values, colours, texts, chart type, series, layout)",
     )
     own_samples: int = Field(
-        2, ge=0, description="flawed programs per task sampled from the model itself after the first stage"
+        1, ge=0, description="flawed programs per task sampled from the model itself after the first stage"
+    )
+    repair_tasks: int = Field(
+        256,
+        ge=0,
+        description="built-in training-split tasks beyond data.num_builtin_tasks whose references, each kept and once corrupted, join the repairs (builtin:charts only): programs the model cannot recall, so it learns to read the feedback",
     )
     batch_size: int = Field(16, ge=1, description="examples per warm-start step")
     learning_rate: float = Field(

@@ -206,11 +206,16 @@ RUNNING: tuple[Corruption, ...] = (
 CORRUPTIONS: tuple[Corruption, ...] = FAILING + RUNNING
 
 
-def corrupt(program: str, rng: random.Random, count: int) -> list[str]:
+def corrupt(program: str, rng: random.Random, count: int, running_only: bool = False) -> list[str]:
     """Up to ``count`` distinct flawed versions of ``program``, each by one corruption, taken in turn
-    from the failing and the running family (so about half of them run)."""
+    from the failing and the running family (so about half of them run), or from the running family
+    only."""
     lines = program.rstrip("\n").split("\n")
-    families = [rng.sample(FAILING, len(FAILING)), rng.sample(RUNNING, len(RUNNING))]
+    families = (
+        [rng.sample(RUNNING, len(RUNNING))] * 2
+        if running_only
+        else [rng.sample(FAILING, len(FAILING)), rng.sample(RUNNING, len(RUNNING))]
+    )
     rng.shuffle(families)
     flawed: list[str] = []
     turn = 0

@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from vsdpo.tasks import builtin_chart_tasks
 from vsdpo.teacher_context import teacher_context, told_differences
 from vsdpo.tiny import config_key
 from vsdpo.train.corrupt import corrupt
-from vsdpo.train.data import TaskSet, cache_dir
+from vsdpo.train.data import TaskSet, cache_dir, with_target_images
 from vsdpo.train.generate import encode, prompt_text, sample_programs, seeded
 from vsdpo.train.scoring import visual_reward
 
@@ -60,7 +61,8 @@ def cache_key(processor, config) -> str:
         backend.to_str() if backend is not None else tokenizer.name_or_path,
         model.name, model.seed, model.tiny_hidden_size, model.tiny_num_layers,
         data.tasks, data.num_builtin_tasks, data.seed, data.prompt_image, data.image_max_pixels,
-        warm.steps, warm.repair_steps, warm.corruptions, warm.own_samples, warm.batch_size, warm.learning_rate,
+        warm.steps, warm.repair_steps, warm.corruptions, warm.own_samples, warm.repair_tasks, warm.batch_size,
+        warm.learning_rate,
         config.algorithm.teacher_image, config.algorithm.feedback, config.rollout.max_new_tokens,
         config.rollout.temperature, tuple(sorted(config.reward.weights.items())),
         torch.__version__,
@@ -115,12 +117,21 @@ def repair_examples(model, processor, task_set: TaskSet, targets, config, render
             programs += [(index, program) for program in corrupt(task.reference, rng, warm.corruptions)]
     if warm.own_samples:
         programs += own_samples(model, processor, task_set, targets, config)
-    futures = [render_pool.submit(program, task_set.tasks[index].kind) for index, program in programs]
+    # Tasks met only here: a program the model cannot know by heart, to keep or to fix from the feedback.
+    extra = extra_repair_tasks(task_set, config, render_pool)
+    tasks, targets = (
+        list(task_set.tasks) + extra.tasks,
+        list(targets) + [image if config.data.prompt_image else None for image in extra.images],
+    )
+    for index, task in enumerate(extra.tasks, start=len(task_set.tasks)):
+        programs.append((index, task.reference))
+        programs += [(index, program) for program in corrupt(task.reference, rng, 1, running_only=True)]
+    futures = [render_pool.submit(program, tasks[index].kind) for index, program in programs]
     reward = visual_reward(config)
 
     def example(job) -> Example:
         (index, program), future = job
-        task, render = task_set.tasks[index], future.result()
+        task, render = tasks[index], future.result()
         try:
             differences = reward.assess(render, program, task.reference, task.kind).differences
         except Exception as error:  # a reward that cannot be computed: the feedback without the comparison
@@ -136,6 +147,18 @@ def repair_examples(model, processor, task_set: TaskSet, targets, config, render
 
     # The renders are queued first: an example, on the same threads, waits only on its own render.
     return render_pool.map(example, zip(programs, futures, strict=True))
+
+
+def extra_repair_tasks(task_set: TaskSet, config, render_pool) -> TaskSet:
+    """``warmstart.repair_tasks`` built-in tasks of the training split beyond the run's own, with their
+    target images, for repairs only (none for other task sources). On the run's own tasks the answer
+    can be recalled from the prompt; on these it must be read from the feedback and the program."""
+    count, data = config.warmstart.repair_tasks, config.data
+    if not count or data.tasks != "builtin:charts":
+        return TaskSet([], [])
+    known = {task.prompt for task in task_set.tasks}
+    generated = builtin_chart_tasks(count + len(known), seed=data.seed + 1, split="train")
+    return with_target_images([t for t in generated if t.prompt not in known][:count], config, render_pool)
 
 
 def own_samples(model, processor, task_set: TaskSet, targets, config) -> list[tuple[int, str]]:
