@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import vsdpo
 from tests.render.hostile import chart_probe
 from vsdpo.render import render
 from vsdpo.render.slides.picture import draw_deck, strip_external_links
@@ -151,8 +152,9 @@ def _red_pixels(png: bytes, box: tuple[int, int, int, int]) -> int:
 
 @pytest.fixture
 def host_picture():
-    """A red PNG on the host, in a folder a job can read (the checkout, not the /tmp it cannot see)."""
-    folder = Path(tempfile.mkdtemp(prefix="host-picture-", dir=Path(__file__).parent))
+    """A red PNG on the host, in a folder a job can read: inside the package that the sandbox shows to
+    every job (a test folder, a checkout or /tmp may be hidden from it)."""
+    folder = Path(tempfile.mkdtemp(prefix="host-picture-", dir=Path(vsdpo.__file__).parent))
     try:
         os.chmod(folder, 0o755)
         picture = folder / "red.png"

@@ -127,16 +127,37 @@ def test_compare_runs_two_algorithms_end_to_end(tmp_path, capsys):
             "--run.cache_dir", str(tmp_path / "cache"), "--run.max_steps", "2", "--warmstart.steps", "0",
             "--data.num_builtin_tasks", "4", "--model.tiny_hidden_size", "32", "--rollout.prompts_per_step", "1",
             "--rollout.num_generations", "2", "--rollout.max_new_tokens", "12", "--rollout.render_workers", "1",
-            "--eval.num_tasks", "2", "--eval.samples", "1", "--logging.progress", "false",
+            "--eval.num_tasks", "2", "--eval.samples", "1", "--eval.every", "1", "--logging.progress", "false",
             "--logging.num_sample_renders", "0", "--logging.tensorboard", "false"]  # fmt: skip
     assert compare_main(argv) == 0
     summary = json.loads((out / "compare.json").read_text())["summary"]
     assert set(summary["rows"]) == {"base", "grpo", "vsdpo"}
     assert summary["rows"]["vsdpo"]["reward"]["n"] == 1 and summary["rows"]["grpo"]["steps"] == 2
     assert (out / "compare.png").stat().st_size > 1000
-    assert "| vsdpo |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| vsdpo |" in printed
     runs = json.loads((out / "compare.json").read_text())["runs"]
     assert runs["grpo-seed0"]["eval"][0] == runs["vsdpo-seed0"]["eval"][0]  # one base policy, one step-0 eval
+    # Paired against grpo of the same seed, and the steps each needs to reach grpo's final reward.
+    paired = summary["paired"]["vsdpo-grpo"]
+    final = {name: run["eval"][-1]["reward"] for name, run in runs.items()}
+    assert paired["n"] == 1 and paired["mean"] == pytest.approx(final["vsdpo-seed0"] - final["grpo-seed0"])
+    steps = [record["step"] for record in runs["grpo-seed0"]["eval"]]
+    assert steps == [0, 1, 2]  # --eval.every 1 on the command line wins over the comparison's 5
+    assert summary["steps_to_reach"]["grpo"]["per_seed"]["0"] in steps
+    assert "vsdpo-grpo, paired over 1 seeds" in printed
+
+
+def test_compare_evaluates_every_5_steps_unless_told(tmp_path):
+    import argparse
+
+    from vsdpo.compare import plan
+
+    args = argparse.Namespace(algorithms="grpo,vsdpo", seeds="0,1", jobs=1, output=str(tmp_path), config=None)
+    _, _, configs = plan(args, [])
+    assert {config.eval.every for config in configs.values()} == {5}
+    _, _, configs = plan(args, ["--eval.every", "10"])
+    assert {config.eval.every for config in configs.values()} == {10}
 
 
 def test_compare_rejects_what_it_sets_itself(tmp_path):

@@ -8,6 +8,12 @@ within range) and pixels (a real PNG whose header matches the size claimed, with
 ``MAX_IMAGE_PIXELS``). Anything else raises ``InvalidReply``, which a renderer turns into a failed
 RenderResult of error kind "invalid_reply".
 
+What these checks cost is bounded by the reply's size: a sandboxed job's reply reaches them only as a
+tree (no object shared between two places, no more nodes than its bytes can write;
+vsdpo.render.sandbox.channel), a page's extraction is JSON, and every check visits each node a
+bounded number of times. Where the caller runs them under a render's deadline
+(vsdpo.render.deadline), a reply that cannot be checked in time is an invalid reply too.
+
 What the checks cannot catch: a program can describe its own picture falsely yet consistently
 (the program and the code that describes its figure share a process); SECURITY.md says more.
 """
@@ -20,6 +26,7 @@ import struct
 import zlib
 from typing import Any
 
+from vsdpo.render import deadline as clock
 from vsdpo.render.types import Element
 
 MAX_ELEMENTS = 4000
@@ -71,10 +78,20 @@ def integer(value: Any, where: str, low: int, high: int) -> int:
 
 
 def number(value: Any, where: str, bound: float = MAX_COORDINATE) -> float:
-    """A finite number, clamped to +-``bound`` (a label placed a light year away is still a label)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    """A finite number, clamped to +-``bound`` (a label placed a light year away is still a label).
+    An integer of any size is finite (and too large for ``math.isfinite``): it is clamped too."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(where, "a finite number", value)
+    if isinstance(value, float) and not math.isfinite(value):
         raise _fail(where, "a finite number", value)
     return float(min(bound, max(-bound, value)))
+
+
+def in_time(where: str) -> None:
+    """InvalidReply once the render's deadline (if the caller set one) has passed."""
+    left = clock.remaining()
+    if left is not None and left < 0:
+        raise InvalidReply(f"{where}: the reply could not be checked within the render's deadline")
 
 
 def text(value: Any, where: str, limit: int = MAX_TEXT_CHARS, optional: bool = True) -> str | None:
@@ -221,6 +238,8 @@ def elements(value: Any, where: str = "elements") -> list[Element]:
     found: list[Element] = []
     for i, item in enumerate(raw):
         at = f"{where}[{i}]"
+        if i % 256 == 0:
+            in_time(where)
         found.append(
             Element(
                 id=text(field(item, "id", at), f"{at}.id", MAX_NAME_CHARS, optional=False),

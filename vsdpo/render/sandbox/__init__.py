@@ -5,9 +5,11 @@
     result.ok, result.value, result.error, result.error_kind
 
 - ``pool``: the caller's side (``SandboxPool``, ``run_in_sandbox``, ``run_many``, limits, results);
-- ``worker``: the pre-warmed process, ``python -m vsdpo.render.sandbox.worker MODULE...``;
+- ``worker``: the pre-warmed process, ``python -m vsdpo.render.sandbox.worker MODULE...``, and its
+  template, from which every job's processes are forked clean of any earlier job;
 - ``child``: what the forked processes of a job do before and around the untrusted call;
-- ``filesystem``: the job's view of the filesystem (read-only host, private tmpfs);
+- ``filesystem``: the job's view of the filesystem (an allow-listed, read-only root: the system,
+  the Python installation and the package's code; a private tmpfs; no task data);
 - ``privileges``: the uid, capabilities, no_new_privs and seccomp filter a job runs with;
 - ``channel``: the messages between a pool and its workers, and the frame of a job's reply.
 """

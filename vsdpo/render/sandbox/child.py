@@ -1,12 +1,14 @@
-"""What happens in the processes a sandbox worker forks for a job, before and around the untrusted call.
+"""What happens in the processes of a job, before and around the untrusted call.
 
-Two processes per job where the host allows it, both forked ahead of the job (``standby``):
+Two processes per job where the host allows it, both forked ahead of the job (``standby``) by the
+worker's template, a process that holds the preloaded libraries and nothing of any job
+(vsdpo.render.sandbox.worker):
 
-- the *holder*, forked by the worker as the first process (the init) of a new PID namespace: it
-  leaves the worker's session, makes the job's network, IPC, UTS and mount namespaces, its view of
-  the filesystem (vsdpo.render.sandbox.filesystem) and the namespace's /proc, forks the job and
-  reaps. When the job ends, it kills and reaps whatever the job left running (daemons included),
-  sends the job's exit status to the worker, and ends, which ends the namespace;
+- the *holder*, forked as the first process (the init) of a new PID namespace: it leaves the
+  worker's session, makes the job's network, IPC, UTS and mount namespaces and its allow-listed
+  root (vsdpo.render.sandbox.filesystem) with the namespace's own /proc, forks the job and reaps.
+  When the job ends, it kills and reaps whatever the job left running (daemons included), sends the
+  job's exit status to the worker, and ends, which ends the namespace;
 - the *job*: waits for its one job, imports the entry (trusted code, still as root), then gives up
   everything it can before the call: resource limits, a scrubbed environment, a fresh uid with no
   capability, no_new_privs, the seccomp filter (vsdpo.render.sandbox.privileges). It writes which
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import importlib
 import json
 import os
@@ -181,8 +184,11 @@ def _quiet() -> None:
 class JobSetup:
     """What the processes of one job share: the pipes' ends and the layers made so far."""
 
-    def __init__(self, worker_pid: int, fds: dict[str, int], privileged: bool, syscalls: Any):
-        self.worker_pid = worker_pid
+    def __init__(
+        self, worker_pid: int, parent_pid: int, fds: dict[str, int], privileged: bool, syscalls: Any
+    ):
+        self.worker_pid = worker_pid  # names the job folders made on the host (none with a private root)
+        self.parent_pid = parent_pid  # the template that forked the holder
         # "job" (read); "result", "report" and "status" (write); stdout and stderr are 1 and 2.
         self.fds = fds
         self.privileged = privileged
@@ -196,23 +202,26 @@ class JobSetup:
 
     def _hold(self) -> None:
         privileges.die_with_parent(signal.SIGKILL)
-        in_namespace = os.getpid() == 1  # the worker forked it into a PID namespace of its own
-        # The worker died before the line above took effect (outside a namespace the parent shows;
+        in_namespace = os.getpid() == 1  # forked into a PID namespace of its own
+        # The template died before the line above took effect (outside a namespace the parent shows;
         # inside, a dead worker closes the job pipe, and the job leaves when it reads nothing).
-        if not in_namespace and os.getppid() != self.worker_pid:
+        if not in_namespace and os.getppid() != self.parent_pid:
             os._exit(0)
         os.setsid()
-        self._make_namespaces()
+        self._make_namespaces(in_namespace)
         if in_namespace:
-            try:
-                filesystem.mount_proc()
+            if "private_filesystem" in self.layers:  # its /proc is the namespace's own already
                 self.layers.add("pid_namespace")
-            except OSError as error:  # the host's /proc would still list the host's processes
-                self.notes.append(f"pid_namespace: {error}")
+            else:
+                try:
+                    filesystem.mount_proc()
+                    self.layers.add("pid_namespace")
+                except OSError as error:  # the host's /proc would still list the host's processes
+                    self.notes.append(f"pid_namespace: {error}")
             self._init()
         self._run()
 
-    def _make_namespaces(self) -> None:
+    def _make_namespaces(self, in_namespace: bool) -> None:
         if not self.privileged:
             if _unshare(CLONE_NEWNET):  # possible for some unprivileged users; refused for most
                 self.layers.add("network_namespace")
@@ -224,7 +233,7 @@ class JobSetup:
                 self.notes.append(f"{name}: {os.strerror(ctypes.get_errno())}")
         if "mount_namespace" in self.layers:
             try:
-                filesystem.prepare(DEFAULT_DISK_BYTES)
+                filesystem.isolate(DEFAULT_DISK_BYTES, fresh_proc=in_namespace)
                 self.layers.add("private_filesystem")
             except OSError as error:
                 self.notes.append(f"private_filesystem: {error}")
@@ -332,6 +341,15 @@ def _call(function, payload: Any) -> dict[str, Any]:
         return {"ok": True, "value": function(payload)}
     except MemoryError:
         return {"ok": False, "error_kind": "memory", "error": "MemoryError: the program ran out of memory"}
+    except OSError as error:
+        if error.errno == errno.ENOMEM:  # mmap, a memory file: the same fault as a MemoryError
+            return {"ok": False, "error_kind": "memory", "error": f"the program ran out of memory: {error}"}
+        return {
+            "ok": False,
+            "error_kind": "exception",
+            "error": f"{type(error).__name__}: {error}",
+            "traceback": traceback.format_exc(),
+        }
     except SystemExit as error:
         return {"ok": False, "error_kind": "exited", "error": f"the program called exit({error.code!r})"}
     except BaseException as error:  # noqa: BLE001 - everything the program raises is its failure
@@ -366,13 +384,14 @@ def _exit_after(body) -> None:
     os._exit(status)
 
 
-def standby(worker_pid: int, fds: dict[str, int], privileged: bool, syscalls: Any) -> None:
-    """Body of a child forked ahead of its job; never returns.
+def standby(worker_pid: int, parent_pid: int, fds: dict[str, int], privileged: bool, syscalls: Any) -> None:
+    """Body of a child forked ahead of its job by the template ``parent_pid`` of worker ``worker_pid``;
+    never returns.
 
-    It dies with the worker, and leaves without running anything if the worker closes the job pipe
-    before sending a job.
+    It dies with the template (which dies with the worker), and leaves without running anything if the
+    worker closes the job pipe before sending a job.
     """
-    JobSetup(worker_pid, fds, privileged, syscalls).hold()
+    JobSetup(worker_pid, parent_pid, fds, privileged, syscalls).hold()
 
 
 def exec_program(payload: dict[str, Any]) -> Any:

@@ -1,16 +1,22 @@
 """The caller's side of the sandbox: a pool of pre-warmed worker processes that fork each job's processes.
 
 ``entry`` names a function ``package.module:function``; the job imports it and calls
-``function(payload)`` in a private working directory. Each job runs as a fresh uid with no
-capability, no_new_privs and a seccomp filter, in its own PID, mount, network, IPC and UTS
-namespaces, on a read-only view of the host with a private tmpfs (its disk quota) over every folder
-anyone may write to, with a wall-clock timeout, CPU-time, address-space, file-size and
-process-count limits, a scrubbed environment and a capped stdout/stderr (vsdpo.render.sandbox.child,
-SECURITY.md). Where a layer cannot be had, jobs are refused unless the caller opted in
-(``allow_weak``, or VSDPO_SANDBOX_ALLOW_WEAK=1); either way a warning says so once. The return
-value must be plain data (dicts, lists, str, bytes, numbers, None): the pool checks the reply's frame
-and decodes it with an unpickler that builds nothing else (vsdpo.render.sandbox.channel), so a
-hostile job can neither run code in the caller nor make it build more than a bounded reply.
+``function(payload)`` in a private working directory. The module must be importable from what a job
+sees: the Python installation, a package the worker imported (and its distribution's other
+packages), or a plain folder on PYTHONPATH (vsdpo.render.sandbox.filesystem). Each job runs in
+processes forked from a template that never held any job (vsdpo.render.sandbox.worker), as a fresh
+uid with no capability, no_new_privs and a seccomp filter, in its own PID, mount, network, IPC and UTS
+namespaces, on an allow-listed read-only root (the system, the Python installation, the package's
+code: no task data, no repository) with a private tmpfs (its disk quota) over every folder anyone
+may write to, with a wall-clock timeout, CPU-time, address-space, file-size and process-count
+limits, no memory files, a scrubbed environment and a capped stdout/stderr
+(vsdpo.render.sandbox.child, SECURITY.md). Where a layer cannot be had, jobs are refused unless the
+caller opted in (``allow_weak``, or VSDPO_SANDBOX_ALLOW_WEAK=1); either way a warning says so once. The return
+value must be plain data (dicts, lists, str, bytes, numbers, None): the pool checks the reply's frame,
+decodes it with an unpickler that builds nothing else, and walks it once within the job's deadline,
+refusing shared references and more nodes than its bytes can hold (vsdpo.render.sandbox.channel), so
+a hostile job can neither run code in the caller nor make it build or read more than a bounded
+reply. A reply refused there fails the job with error kind "invalid_reply".
 
 Workers import matplotlib, pyplot, python-pptx, numpy and the libraries chart programs commonly use
 once, so a job costs a fork, not an interpreter start. ``run_in_sandbox`` uses a module-level pool
@@ -34,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from vsdpo.render.sandbox.channel import ReplyError, receive, send, unpack_reply
+from vsdpo.render.sandbox.channel import ReplyError, ReplyRefused, receive, send, unpack_reply
 from vsdpo.render.sandbox.child import ALLOW_WEAK_ENV, DEFAULT_DISK_BYTES, SANDBOX_ROOT, sweep_job_folders
 
 # Imported once per worker, so that a job does not pay for them: the renderers, and what chart programs
@@ -56,11 +62,14 @@ DEFAULT_PRELOAD = (
 )
 # Time a worker gets beyond the job's own timeout to kill, sweep and answer before it is replaced.
 SUPERVISION_GRACE_S = 30.0
+# A reply that comes back as its job's time runs out still gets this long to be checked.
+MIN_DECODE_S = 2.0
 # The only variables of the caller's environment a worker gets; a job gets fewer still.
 WORKER_ENV = (
     "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV",
     "LD_LIBRARY_PATH", "MPLCONFIGDIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", ALLOW_WEAK_ENV,
 )  # fmt: skip
+# What a job may say of its own failure; the pool adds "invalid_reply" (a reply it refused).
 ERROR_KINDS = frozenset(
     {
         "timeout",
@@ -95,7 +104,7 @@ class SandboxResult:
     ok: bool
     value: Any = None
     error: str | None = None
-    error_kind: str | None = None  # one of ERROR_KINDS
+    error_kind: str | None = None  # one of ERROR_KINDS, or "invalid_reply"
     elapsed_s: float = 0.0
     stdout: str = ""
     stderr: str = ""
@@ -267,10 +276,15 @@ class SandboxPool:
                 worker = None
         finally:
             self._idle.put(worker)
-        return self._result(reply, time.monotonic() - start)
+        # The job's reply is checked within the job's own time (but never in less than MIN_DECODE_S).
+        decode_by = max(start + timeout_s, time.monotonic() + min(timeout_s, MIN_DECODE_S))
+        return self._result(reply, time.monotonic() - start, decode_by)
 
-    def _result(self, reply: dict[str, Any], elapsed_s: float) -> SandboxResult:
-        """The SandboxResult of a worker's reply (trusted) around the job's reply (not trusted)."""
+    def _result(
+        self, reply: dict[str, Any], elapsed_s: float, deadline: float | None = None
+    ) -> SandboxResult:
+        """The SandboxResult of a worker's reply (trusted) around the job's reply (not trusted), which
+        is checked by ``deadline`` (``time.monotonic()``)."""
         layers = reply.get("layers") or {}
         missing = tuple(layers.get("missing") or ())
         if missing:
@@ -285,7 +299,11 @@ class SandboxPool:
         if blob is None:
             return SandboxResult(ok=False, error=reply["error"], error_kind=reply["error_kind"], **common)
         try:
-            child = unpack_reply(blob)
+            child = unpack_reply(blob, deadline=deadline)
+        except ReplyRefused as error:  # it decodes, but would cost more to read than its bytes allow
+            return SandboxResult(
+                ok=False, error=f"unreadable result: {error}", error_kind="invalid_reply", **common
+            )
         except ReplyError as error:  # a reply that breaks the frame is the program's failure
             return SandboxResult(
                 ok=False, error=f"unreadable result: {error}", error_kind="exception", **common

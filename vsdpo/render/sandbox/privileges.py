@@ -9,7 +9,12 @@
   handles to inodes (``open_by_handle_at``), new namespaces and mounts, tracing other processes,
   SysV and POSIX message IPC, kernel keyrings, BPF, perf, io_uring, userfaultfd, modules, reboot, and
   terminal input injection. Forbidden calls fail with EPERM; ``clone3`` answers ENOSYS so that libc
-  falls back to ``clone``, whose flags the filter can read.
+  falls back to ``clone``, whose flags the filter can read. ``memfd_create`` and ``memfd_secret``
+  answer ENOMEM: a memory file is shared memory that no limit of the job counts (not the address
+  space while it is not mapped, not the tmpfs quota), so 86 of them once held 5.2 GiB of the host's
+  memory; without them, a job's shared memory lives on its own quota-bound tmpfs (``/dev/shm``). No
+  renderer needs them (the browser is not under this filter), and a program that asks gets "out of
+  memory", which the job reports as error kind "memory".
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ DENIED_SYSCALLS = (
     "iopl", "ioperm", "syslog", "vhangup", "sethostname", "setdomainname", "settimeofday",
     "clock_settime", "clock_adjtime", "adjtimex", "uselib", "nfsservctl",
 )  # fmt: skip
+# Memory files: shared memory outside every limit of the job (see the module's docstring).
+MEMORY_FILE_SYSCALLS = ("memfd_create", "memfd_secret")
 # clone() flags that make a namespace.
 NAMESPACE_FLAGS = (
     0x00000080,  # CLONE_NEWTIME
@@ -113,6 +120,11 @@ def syscall_filter() -> Any | None:
         except (OSError, ValueError):
             continue  # a syscall this kernel or libseccomp does not know of cannot be made either
     syscalls.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+    for name in MEMORY_FILE_SYSCALLS:
+        try:
+            syscalls.add_rule(seccomp.ERRNO(errno.ENOMEM), name)
+        except (OSError, ValueError):
+            continue
     for flag in NAMESPACE_FLAGS:
         syscalls.add_rule(refused, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
     for request in (TIOCSTI, TIOCLINUX):
