@@ -206,19 +206,27 @@ class VisualReward:
         with ThreadPoolExecutor(max_workers=max(1, min(self.workers, n or 1))) as pool:
             return list(pool.map(lambda job: self.score_one(*job), jobs))
 
-    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
-        from vsdpo.render import render
+    def __call__(
+        self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any
+    ) -> list[float | None]:
+        """TRL's reward function. A completion whose render failed by a fault of the system (after one
+        more try) gets None: TRL then leaves it out of its group's baseline and gives it advantage 0."""
+        from vsdpo.render import render_retrying
 
         codes = [extract_code(_completion_text(c)).code for c in completions]
         kinds = columns.get("kind") or [None] * len(codes)
 
         def run(index: int) -> RenderResult:
             kind = kinds[index] or self.config.kind
-            return render(codes[index], kind, timeout_s=self.config.timeout_s)
+            return render_retrying(codes[index], kind, timeout_s=self.config.timeout_s)
 
         with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(codes) or 1))) as pool:
             results = list(pool.map(run, range(len(codes))))
-        return self.score_rendered(results, codes, columns.get("reference"), kinds, columns.get("slide"))
+        rewards = self.score_rendered(results, codes, columns.get("reference"), kinds, columns.get("slide"))
+        return [
+            None if result.fault == "system" else reward
+            for result, reward in zip(results, rewards, strict=True)
+        ]
 
 
 def combine(*reward_functions: RewardFunction, weights: Sequence[float] | None = None) -> RewardFunction:

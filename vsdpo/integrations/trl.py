@@ -50,7 +50,7 @@ from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import nanmax, nanmin
 
 from vsdpo.credit import extract_code, token_credit
-from vsdpo.render import ARTIFACT_KINDS, render
+from vsdpo.render import ARTIFACT_KINDS, render_retrying
 from vsdpo.rewards import VisualReward
 from vsdpo.teacher_context import FEEDBACK_MODES, IMAGE_PLACEHOLDER, teacher_context, told_differences
 from vsdpo_kernels import SDPOLossConfig, fused_linear_sdpo_loss, linear_logprobs
@@ -80,8 +80,6 @@ LOGIT_SCALES = (
     "logits_scaling",
     "final_logit_softcapping",
 )
-# How a render reports a failure of the sandbox rather than of the program.
-SANDBOX_FAILURE = "sandbox:"
 # A UTF-8 character spans at most four bytes, so at most four byte-level tokens.
 MAX_HELD_TOKENS = 4
 # GRPOTrainer(model, reward_funcs, args, train_dataset, eval_dataset, processing_class, ...)
@@ -212,6 +210,12 @@ class VisualSDPOTrainer(GRPOTrainer):
         teacher_prompts, credit = [], []
         rows = zip(prompts, programs, decoded, results, found, strict=True)
         for prompt, program, (text, spans), result, differences in rows:
+            if (
+                result.fault == "system"
+            ):  # left out of the loss (_generate_and_score_completions): no feedback
+                teacher_prompts.append(prompt)
+                credit.append([0.0] * len(spans))
+                continue
             with_image = self._is_vlm and self.sdpo.teacher_image and not isinstance(prompt, str)
             context = teacher_context(
                 result,
@@ -233,7 +237,12 @@ class VisualSDPOTrainer(GRPOTrainer):
             )
         ran = torch.tensor([float(result.ok) for result in results], device=self.accelerator.device)
         self._metrics[self._mode()]["sdpo/execution_rate"].append(self.accelerator.gather(ran).mean().item())
-        return {"teacher_prompt": teacher_prompts, "credit": credit}
+        faults = torch.tensor(
+            [float(result.fault == "system") for result in results], device=self.accelerator.device
+        )
+        self._metrics[self._mode()]["sdpo/system_faults"].append(self.accelerator.gather(faults).sum().item())
+        system_faults = [result.fault == "system" for result in results]
+        return {"teacher_prompt": teacher_prompts, "credit": credit, "system_fault": system_faults}
 
     def _differences(self, result, program: str, reference: str | None, kind: str):
         """How the render differs from the row's reference (vsdpo.differences), as the teacher is told
@@ -252,11 +261,8 @@ class VisualSDPOTrainer(GRPOTrainer):
             return None
 
     def _render(self, program: str, kind: str):
-        result = render(program, kind, timeout_s=self.sdpo.render_timeout_s)
-        if not result.ok and (result.error or "").startswith(SANDBOX_FAILURE):
-            # The sandbox itself failed (not the program): once more, on a fresh worker.
-            result = render(program, kind, timeout_s=self.sdpo.render_timeout_s)
-        return result
+        """The render, a fault of the system rendered once more (the trainers' one retry policy)."""
+        return render_retrying(program, kind, timeout_s=self.sdpo.render_timeout_s)
 
     def _render_threads(self) -> ThreadPoolExecutor:
         # Kept for the trainer's life: the sandbox's worker processes end with the thread that started them.
@@ -278,6 +284,12 @@ class VisualSDPOTrainer(GRPOTrainer):
                 credit[row, : len(weights)] = torch.tensor(weights)
             batch["credit"] = credit.to(batch["completion_ids"].device)
             batch["teacher_prompt"] = feedback["teacher_prompt"]
+            # A render that failed by a fault of the system says nothing of the completion: it is left
+            # out of both terms (its reward is None, so TRL already left it out of its group's baseline).
+            faulted = torch.tensor(feedback["system_fault"], device=batch["completion_mask"].device)
+            if faulted.any():
+                batch["completion_mask"] = batch["completion_mask"] * ~faulted[:, None]
+                batch["credit"][faulted] = 0.0
         return batch
 
     # The loss.

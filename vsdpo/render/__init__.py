@@ -30,7 +30,7 @@ import time
 
 from vsdpo.render.types import ARTIFACT_KINDS, DEFECT_KINDS, Defect, Element, RenderResult
 
-__all__ = ["ARTIFACT_KINDS", "DEFECT_KINDS", "Defect", "Element", "RenderResult", "render"]
+__all__ = ["ARTIFACT_KINDS", "DEFECT_KINDS", "Defect", "Element", "RenderResult", "render", "render_retrying"]
 
 # Programs and pages longer than this are refused before anything runs (the source tagging and
 # tracing of a page or program take time in the caller that grows with its length).
@@ -98,6 +98,22 @@ def render(
         return renderer(code, timeout_s=timeout_s, width=width, height=height, **options)
     except Exception as error:  # noqa: BLE001 - a fault of the renderer must not end the caller's run
         return _internal(kind, error, started)
+
+
+def render_retrying(
+    code: str, kind: str, *, timeout_s: float = 20, retries: int = 1, **options
+) -> RenderResult:
+    """``render``, run again (up to ``retries`` times) while the result is a fault of the system, not
+    of the program (``RenderResult.fault``): a lost worker or a renderer fault says nothing of the
+    program, and a fresh worker usually renders it. What comes back may still be a system fault; the
+    trainers then leave the rollout out. Both trainers render through this one policy."""
+    result = render(code, kind, timeout_s=timeout_s, **options)
+    for _ in range(retries):
+        if result.fault != "system":
+            break
+        _log.warning("%s render: a fault of the system (%s); rendering once more", kind, result.error_kind)
+        result = render(code, kind, timeout_s=timeout_s, **options)
+    return result
 
 
 def _internal(kind: str, error: Exception, started: float) -> RenderResult:

@@ -9,6 +9,29 @@ ArtifactKind = Literal["chart", "web", "slides"]
 DefectKind = Literal["overlap", "clipped_text", "overflow", "misalignment", "low_contrast"]
 DEFECT_KINDS: tuple[str, ...] = ("overlap", "clipped_text", "overflow", "misalignment", "low_contrast")
 ARTIFACT_KINDS: tuple[str, ...] = ("chart", "web", "slides")
+# Whose fault a failed render is (``RenderResult.fault``). The program's: it raised or drew nothing
+# ("program", and "exception" where the job's entry raised), it ran into a limit of its own job
+# ("timeout", "memory", "cpu_limit", "file_size", "output_limit"), it ended its own process ("exited",
+# "killed": a signal reaches the job's process only from the job itself or its limits), or its
+# source was too large. The system's: the sandbox could not run it or lost its worker ("sandbox"), the
+# renderer failed ("internal", "browser"), or what came back could not be trusted ("invalid_reply").
+# A system fault says nothing of the program: the trainers retry it once, then leave the rollout out
+# of rewards, advantages, distillation and credit, and never show it to the teacher.
+PROGRAM_FAULTS: frozenset[str] = frozenset(
+    {
+        "program",
+        "exception",
+        "timeout",
+        "memory",
+        "cpu_limit",
+        "file_size",
+        "output_limit",
+        "exited",
+        "killed",
+        "too_large",
+    }
+)
+SYSTEM_FAULTS: frozenset[str] = frozenset({"sandbox", "internal", "browser", "invalid_reply"})
 
 
 @dataclass
@@ -54,6 +77,14 @@ class RenderResult:
     # sandbox could not run it), "invalid_reply" (what came back broke its schema or bounds),
     # "too_large" (the input), "browser" (Chromium failed) or "internal" (a fault of the renderer).
     error_kind: str | None = None
+
+    @property
+    def fault(self) -> str | None:
+        """None when the program ran; ``"program"`` or ``"system"`` when it did not (see
+        :data:`SYSTEM_FAULTS`); an unknown ``error_kind`` counts as the system's."""
+        if self.ok:
+            return None
+        return "program" if self.error_kind in PROGRAM_FAULTS or self.error_kind is None else "system"
 
     def to_dict(self, *, with_image: bool = False) -> dict[str, Any]:
         data = asdict(self)

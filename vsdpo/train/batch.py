@@ -16,7 +16,7 @@ import torch
 
 from vsdpo.credit import token_credit
 from vsdpo.sharing import RolloutGroup
-from vsdpo.teacher_context import teacher_context, told_differences
+from vsdpo.teacher_context import TeacherContext, teacher_context, told_differences
 from vsdpo.train.generate import Rollout
 from vsdpo_kernels import LossInputs
 
@@ -30,8 +30,11 @@ def build_group(
     show_target = config.data.prompt_image and target_image is not None
     feedbacks, feedback_images = None, None
     if with_feedback:
+        # A crashed rollout (a fault of the system) is left out of the loss; its teacher is told nothing.
         contexts = [
-            teacher_context(
+            TeacherContext("")
+            if r.render_crashed
+            else teacher_context(
                 r.render,
                 r.program,
                 differences=told_differences(r.differences, config.algorithm.feedback),

@@ -239,13 +239,15 @@ class Progress:
 
 def step_metrics(rollouts, update, **extra) -> dict[str, float]:
     """The scalars logged per step: this rank's rollouts, the update's global losses (an
-    ``UpdateResult``), and ``extra`` (timings, learning rate)."""
-    rewards = [r.reward for r in rollouts]
-    ran = [r for r in rollouts if r.render is not None and r.render.ok]
+    ``UpdateResult``), and ``extra`` (timings, learning rate). Rewards and rates are those of the
+    rollouts that were scored: a crashed one (a fault of the system) says nothing of the policy."""
+    scored = [r for r in rollouts if not r.render_crashed] or rollouts
+    rewards = [r.reward for r in scored]
+    ran = [r for r in scored if r.render is not None and r.render.ok]
     metrics = {
         "reward": statistics.fmean(rewards),
         "reward_std": statistics.pstdev(rewards) if len(rewards) > 1 else 0.0,
-        "execution_rate": len(ran) / len(rollouts),
+        "execution_rate": len(ran) / len(scored),
         "defect_rate": sum(bool(r.render.defects) for r in ran) / len(ran) if ran else 0.0,
         "defects_per_render": sum(len(r.render.defects) for r in ran) / len(ran) if ran else 0.0,
         "response_length": statistics.fmean(len(r.response_ids) for r in rollouts),
