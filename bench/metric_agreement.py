@@ -58,10 +58,20 @@ WEB_METRICS = ("block", "text", "position", "color")
 # ------------------------------------------------------------------------------------------ ChartMimic pairs
 
 _HEX = re.compile(r"#([0-9a-fA-F]{6})\b")
-_NAMED = {"'blue'": "'darkorange'", '"blue"': '"darkorange"', "'red'": "'teal'", '"red"': '"teal"',
-          "'green'": "'purple'", '"green"': '"purple"', "'orange'": "'navy'", '"orange"': '"navy"'}  # fmt: skip
-_PLOT_CALL = re.compile(r"\.(plot|bar|barh|scatter|fill_between|errorbar|hist|pie|boxplot|violinplot|"
-                        r"plot_surface|bar3d|imshow|contourf|contour|quiver|fill|axhline|axvline)\(")  # fmt: skip
+_NAMED = {
+    "'blue'": "'darkorange'",
+    '"blue"': '"darkorange"',
+    "'red'": "'teal'",
+    '"red"': '"teal"',
+    "'green'": "'purple'",
+    '"green"': '"purple"',
+    "'orange'": "'navy'",
+    '"orange"': '"navy"',
+}
+_PLOT_CALL = re.compile(
+    r"\.(plot|bar|barh|scatter|fill_between|errorbar|hist|pie|boxplot|violinplot|"
+    r"plot_surface|bar3d|imshow|contourf|contour|quiver|fill|axhline|axvline)\("
+)
 
 
 def _balanced(line: str) -> bool:
@@ -133,8 +143,15 @@ def grid(code: str) -> str | None:
 
 
 def type_swap(code: str) -> str | None:
-    for old, new in ((".bar(", ".plot("), (".plot(", ".scatter("), (".scatter(", ".plot("), (".barh(", ".bar("),
-                     (".fill_between(", ".plot("), (".hist(", ".boxplot("), (".pie(", ".bar(")):  # fmt: skip
+    for old, new in (
+        (".bar(", ".plot("),
+        (".plot(", ".scatter("),
+        (".scatter(", ".plot("),
+        (".barh(", ".bar("),
+        (".fill_between(", ".plot("),
+        (".hist(", ".boxplot("),
+        (".pie(", ".bar("),
+    ):
         if old in code:
             return code.replace(old, new, 1)
     return None
@@ -178,10 +195,16 @@ def patch_recolour(code: str) -> str | None:
 
 
 CHART_VARIANTS = {
-    "recolour": recolour, "retitle": retitle, "annotate": annotate, "drop_series": drop_series,
-    "grid": grid, "type_swap": type_swap, "runtime_error": runtime_error, "figure_pdf": figure_pdf,
+    "recolour": recolour,
+    "retitle": retitle,
+    "annotate": annotate,
+    "drop_series": drop_series,
+    "grid": grid,
+    "type_swap": type_swap,
+    "runtime_error": runtime_error,
+    "figure_pdf": figure_pdf,
     "patch_recolour": patch_recolour,
-}  # fmt: skip
+}
 
 
 def chart_references(data: Path, count: int) -> list[Path]:
@@ -230,9 +253,11 @@ def chart_pairs(data: Path, count: int, per_reference: int) -> list[dict[str, An
 # ------------------------------------------------------------------------------------------ Design2Code pairs
 
 _STYLE_MOVE = "<style>body { padding-left: 48px !important; } h1, h2 { font-size: 1.35em !important; } p { margin-top: 28px !important; }</style>"
-_STYLE_RECOLOUR = ("<style>body { color: #334477 !important; background: #fdf6e3 !important; } "
-                   "h1, h2, h3 { color: #aa2222 !important; } a { color: #117733 !important; } "
-                   "div, section, header, footer { background-color: #eef2f7 !important; }</style>")  # fmt: skip
+_STYLE_RECOLOUR = (
+    "<style>body { color: #334477 !important; background: #fdf6e3 !important; } "
+    "h1, h2, h3 { color: #aa2222 !important; } a { color: #117733 !important; } "
+    "div, section, header, footer { background-color: #eef2f7 !important; }</style>"
+)
 
 
 def _inject_style(html: str, style: str) -> str:
@@ -511,8 +536,13 @@ def compare(benchmark: str, pairs: list[dict[str, Any]], original: dict, ours: d
     for pair in pairs:
         theirs, mine = original.get(pair["key"]), ours.get(pair["key"])
         if theirs is None or mine is None or "reference_error" in mine:
-            summary["excluded"].append({"name": pair["name"], "variant": pair["variant"],
-                                        "why": "no original result" if theirs is None else mine.get("reference_error")})  # fmt: skip
+            summary["excluded"].append(
+                {
+                    "name": pair["name"],
+                    "variant": pair["variant"],
+                    "why": "no original result" if theirs is None else mine.get("reference_error"),
+                }
+            )
             continue
         rows.append((pair, theirs, mine))
     for metric in metrics:
@@ -532,14 +562,25 @@ def compare(benchmark: str, pairs: list[dict[str, Any]], original: dict, ours: d
             entry["n"] += 1
             entry["agree"] += ok
             if not ok:
-                summary["disagreements"].append({"name": pair["name"], "variant": pair["variant"], "metric": metric,
-                                                 "original": theirs[metric], "vsdpo": mine[metric], "key": pair["key"]})  # fmt: skip
+                summary["disagreements"].append(
+                    {
+                        "name": pair["name"],
+                        "variant": pair["variant"],
+                        "metric": metric,
+                        "original": theirs[metric],
+                        "vsdpo": mine[metric],
+                        "key": pair["key"],
+                    }
+                )
         n = len(diffs)
         summary["metrics"][metric] = {
-            "n": n, "agree": agree, "fraction": agree / n if n else None,
-            "mean_abs_diff": sum(diffs) / n if n else None, "max_abs_diff": max(diffs) if diffs else None,
+            "n": n,
+            "agree": agree,
+            "fraction": agree / n if n else None,
+            "mean_abs_diff": sum(diffs) / n if n else None,
+            "max_abs_diff": max(diffs) if diffs else None,
             "original_undefined": undefined,
-        }  # fmt: skip
+        }
     summary["n_pairs"] = len(rows)
     return summary
 
@@ -559,8 +600,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
-    missing = [p for p in ("chartmimic/chart2code/utils/evaluator/color_evaluator_prefix.py",
-                           "design2code/Design2Code/metrics/visual_score.py") if not (args.originals / p).exists()]  # fmt: skip
+    missing = [
+        p
+        for p in (
+            "chartmimic/chart2code/utils/evaluator/color_evaluator_prefix.py",
+            "design2code/Design2Code/metrics/visual_score.py",
+        )
+        if not (args.originals / p).exists()
+    ]
     if missing:
         print(
             f"--originals {args.originals}: missing {missing}; fetch the originals' code first (see --help)"
@@ -598,15 +645,27 @@ def main(argv: list[str] | None = None) -> int:
         ours = run_vsdpo(benchmark, pairs, args.data / benchmark)
         summary = compare(benchmark, pairs, original, ours)
         summary["seconds"] = {"originals": round(original_s, 1), "vsdpo": round(time.time() - started, 1)}
-        summary["pairs"] = [{"name": p["name"], "variant": p["variant"], "key": p["key"],
-                             "original": {m: original.get(p["key"], {}).get(m) for m in (CHART_METRICS if benchmark == "chartmimic" else WEB_METRICS)},
-                             "vsdpo": ours.get(p["key"])} for p in pairs]  # fmt: skip
+        summary["pairs"] = [
+            {
+                "name": p["name"],
+                "variant": p["variant"],
+                "key": p["key"],
+                "original": {
+                    m: original.get(p["key"], {}).get(m)
+                    for m in (CHART_METRICS if benchmark == "chartmimic" else WEB_METRICS)
+                },
+                "vsdpo": ours.get(p["key"]),
+            }
+            for p in pairs
+        ]
         report["benchmarks"][benchmark] = summary
         print(f"[{benchmark}] {summary['n_pairs']} pairs")
         for metric, entry in summary["metrics"].items():
             fraction = "-" if entry["fraction"] is None else f"{entry['fraction']:.1%}"
-            print(f"  {metric:9s} within {TOLERANCE}: {entry['agree']}/{entry['n']} = {fraction}"
-                  f"  (mean |diff| {entry['mean_abs_diff'] or 0:.4f})")  # fmt: skip
+            print(
+                f"  {metric:9s} within {TOLERANCE}: {entry['agree']}/{entry['n']} = {fraction}"
+                f"  (mean |diff| {entry['mean_abs_diff'] or 0:.4f})"
+            )
     output = (
         args.output or RESULTS / f"metric_agreement-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     )

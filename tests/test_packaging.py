@@ -76,8 +76,19 @@ def copy_sources(target: Path) -> None:
 def test_wheel_install_runs_the_cpu_kernel_and_finds_configs_by_name(tmp_path):
     copy_sources(tmp_path / "source")
     # The build uses this environment's setuptools (no download); the wheel is what pip installs.
-    run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-        "--no-index", "--wheel-dir", tmp_path / "wheels", tmp_path / "source")  # fmt: skip
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--wheel-dir",
+        tmp_path / "wheels",
+        tmp_path / "source",
+    )
     (wheel,) = (tmp_path / "wheels").glob("vsdpo-*.whl")
     files = set(zipfile.ZipFile(wheel).namelist())
     assert "vsdpo_kernels/csrc/sdpo_cpu.cpp" in files
@@ -91,8 +102,18 @@ def test_wheel_install_runs_the_cpu_kernel_and_finds_configs_by_name(tmp_path):
     python = venv / "bin" / "python"
     site = Path(run(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").strip())
     (site / "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    run(sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps", "--no-index",
-        wheel)  # fmt: skip
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        python,
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-index",
+        wheel,
+    )
 
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()

@@ -33,8 +33,9 @@ def test_the_command_writes_a_qwen3_vl_checkpoint_the_trainer_loads(tmp_path, ca
 
 
 def test_the_function_writes_a_text_only_model_too(tmp_path):
-    folder = save_tiny_checkpoint(tmp_path / "qwen3", text_only=True, hidden_size=32, num_layers=1,
-                                  cache_dir=tmp_path / "cache")  # fmt: skip
+    folder = save_tiny_checkpoint(
+        tmp_path / "qwen3", text_only=True, hidden_size=32, num_layers=1, cache_dir=tmp_path / "cache"
+    )
     model = transformers.AutoModelForCausalLM.from_pretrained(folder)
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     assert type(model).__name__ == "Qwen3ForCausalLM" and model.config.hidden_size == 32

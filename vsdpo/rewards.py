@@ -163,8 +163,12 @@ class VisualReward:
         custom = {
             k: w for k, w in self.config.weights.items() if w != DEFAULT_WEIGHTS[self.config.kind].get(k)
         }
-        return RewardConfig(kind=kind, weights=custom, failure_reward=self.config.failure_reward,
-                            timeout_s=self.config.timeout_s)  # fmt: skip
+        return RewardConfig(
+            kind=kind,
+            weights=custom,
+            failure_reward=self.config.failure_reward,
+            timeout_s=self.config.timeout_s,
+        )
 
     def score_one(
         self,

@@ -408,14 +408,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_from_args(args: argparse.Namespace) -> int:
     if args.hidden_size < 16 or args.hidden_size % 16:
-        print(f"vsdpo tiny-model: --hidden-size: expected a multiple of 16 (the head size), got {args.hidden_size}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"vsdpo tiny-model: --hidden-size: expected a multiple of 16 (the head size), got {args.hidden_size}",
+            file=sys.stderr,
+        )
         return 2
     if args.num_layers < 1:
         print(f"vsdpo tiny-model: --num-layers: expected >= 1, got {args.num_layers}", file=sys.stderr)
         return 2
-    folder = save_tiny_checkpoint(args.out, seed=args.seed, hidden_size=args.hidden_size, num_layers=args.num_layers,
-                                  text_only=args.text_only, cache_dir=args.cache_dir)  # fmt: skip
+    folder = save_tiny_checkpoint(
+        args.out,
+        seed=args.seed,
+        hidden_size=args.hidden_size,
+        num_layers=args.num_layers,
+        text_only=args.text_only,
+        cache_dir=args.cache_dir,
+    )
     kind = "Qwen3 (text only)" if args.text_only else "Qwen3-VL"
     print(f"wrote a tiny random {kind} checkpoint to {folder}; train it with: vsdpo train --model {folder}")
     return 0

@@ -31,8 +31,15 @@ def chart_image():
 
 def test_qwen3_vl_folder_holds_a_real_checkpoint(qwen3_vl_folder):
     names = {path.name for path in qwen3_vl_folder.iterdir()}
-    for expected in ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-                     "tokenizer_config.json", "processor_config.json", "chat_template.jinja"):  # fmt: skip
+    for expected in (
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "processor_config.json",
+        "chat_template.jinja",
+    ):
         assert expected in names, expected
     config = transformers.AutoConfig.from_pretrained(qwen3_vl_folder)
     assert config.model_type == "qwen3_vl" and config.vision_config.patch_size == 16

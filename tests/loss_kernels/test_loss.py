@@ -147,9 +147,14 @@ def test_an_empty_batch_gives_zero_loss_and_zero_gradients(impl, batch, length, 
     student = torch.randn(batch, length, 8, requires_grad=True)
     weight = torch.randn(11, 8, requires_grad=True)
     out = fused_linear_sdpo_loss(
-        student, weight, torch.randint(11, (batch, length)), teacher_hidden=torch.randn(batch, length, 8),
-        advantages=torch.randn(batch), config=SDPOLossConfig(loss_type=loss_type), impl=impl,
-    )  # fmt: skip
+        student,
+        weight,
+        torch.randint(11, (batch, length)),
+        teacher_hidden=torch.randn(batch, length, 8),
+        advantages=torch.randn(batch),
+        config=SDPOLossConfig(loss_type=loss_type),
+        impl=impl,
+    )
     out.loss.backward()
     assert out.loss.item() == 0.0 and out.logprobs.shape == (batch, length)
     assert student.grad.shape == student.shape and torch.equal(weight.grad, torch.zeros_like(weight))

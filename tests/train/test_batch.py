@@ -20,10 +20,17 @@ def rollout(render: RenderResult, advantage: float) -> Rollout:
         offsets.append((start, start + len(line)))
         start += len(line)
     return Rollout(
-        task=builtin_chart_tasks(1, seed=0)[0], group=0, response_ids=torch.arange(len(lines)),
-        behaviour_logprobs=torch.full((len(lines),), -0.5), text=PROGRAM, token_offsets=offsets,
-        program=PROGRAM, render=render, reward=0.5, advantage=advantage,
-    )  # fmt: skip
+        task=builtin_chart_tasks(1, seed=0)[0],
+        group=0,
+        response_ids=torch.arange(len(lines)),
+        behaviour_logprobs=torch.full((len(lines),), -0.5),
+        text=PROGRAM,
+        token_offsets=offsets,
+        program=PROGRAM,
+        render=render,
+        reward=0.5,
+        advantage=advantage,
+    )
 
 
 def group() -> list[Rollout]:

@@ -27,8 +27,15 @@ def _save_two(run_dir):
         with torch.no_grad():
             model.weight.fill_(float(step))
         weights[step] = {k: v.clone() for k, v in model.state_dict().items()}
-        checkpoint.save_checkpoint(run_dir, step, model=model, optimizer=optimizer, scheduler=scheduler,
-                                   trainer_state={"marker": step}, keep=0)  # fmt: skip
+        checkpoint.save_checkpoint(
+            run_dir,
+            step,
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            trainer_state={"marker": step},
+            keep=0,
+        )
     return weights
 
 

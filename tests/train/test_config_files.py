@@ -43,8 +43,11 @@ def test_a_file_that_exists_wins_over_a_packaged_name(tmp_path, monkeypatch):
 
 def test_an_unknown_name_lists_the_packaged_configs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match=r"'qwen3vl_8b_charts' is neither a file nor a packaged config; "
-                                          r"packaged configs: qwen3vl_8b_chart, qwen3vl_8b_slides, "):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"'qwen3vl_8b_charts' is neither a file nor a packaged config; "
+        r"packaged configs: qwen3vl_8b_chart, qwen3vl_8b_slides, ",
+    ):
         load_config("qwen3vl_8b_charts")
     with pytest.raises(ConfigError, match=r"cannot read .*elsewhere/c\.yaml: no such file .*tiny_chart"):
         load_config(tmp_path / "elsewhere" / "c.yaml")

@@ -28,8 +28,9 @@ def save_step(config, run_dir, model, step: int, seed: int) -> None:
         for parameter in model.parameters():
             parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
     optimizer, scheduler = build_optimizer(model, config)
-    checkpoint.save_checkpoint(run_dir, step, model=model, optimizer=optimizer, scheduler=scheduler,
-                               trainer_state={}, keep=0)  # fmt: skip
+    checkpoint.save_checkpoint(
+        run_dir, step, model=model, optimizer=optimizer, scheduler=scheduler, trainer_state={}, keep=0
+    )
 
 
 def make_run(tmp_path, **overrides):

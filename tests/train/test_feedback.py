@@ -133,8 +133,15 @@ def test_a_difference_is_credited_on_the_tokens_of_its_line():
 @pytest.mark.parametrize("feedback", ["compare", "defects"])
 def test_the_trainer_credits_differences_only_with_the_compare_feedback(feedback):
     text = "```python\n" + GENERATED + "```"
-    rollout = Rollout(Task("t", "chart", "p"), 0, torch.arange(len(text)), torch.zeros(len(text)), text,
-                      [(i, i + 1) for i in range(len(text))], GENERATED)  # fmt: skip
+    rollout = Rollout(
+        Task("t", "chart", "p"),
+        0,
+        torch.arange(len(text)),
+        torch.zeros(len(text)),
+        text,
+        [(i, i + 1) for i in range(len(text))],
+        GENERATED,
+    )
     rollout.render = RenderResult("chart", ok=True)
     rollout.differences = (Defect(diff.DIFFERENCE, 0.5, [], [5], "text 'Sales' should be 'Revenue'"),)
     config = load_config(None, {"algorithm.feedback": feedback, "algorithm.credit_alpha": "1"})
@@ -159,9 +166,15 @@ def test_warm_start_repairs_of_every_kind_with_their_real_feedback(tmp_path):
     tasks = builtin_chart_tasks(3, seed=2)
     config = load_config(
         None,
-        {"warmstart.corruptions": 4, "warmstart.own_samples": 0, "warmstart.repair_tasks": 2,
-         "data.prompt_image": "false", "algorithm.teacher_image": "false", "run.cache_dir": str(tmp_path)},
-    )  # fmt: skip
+        {
+            "warmstart.corruptions": 4,
+            "warmstart.own_samples": 0,
+            "warmstart.repair_tasks": 2,
+            "data.prompt_image": "false",
+            "algorithm.teacher_image": "false",
+            "run.cache_dir": str(tmp_path),
+        },
+    )
     pool = RenderPool(2, 20)
     try:
         examples = repair_examples(None, None, TaskSet(tasks, [None] * len(tasks)), [None] * 3, config, pool)

@@ -52,9 +52,15 @@ def test_corruptions_flaw_the_program_and_stay_distinct():
 def test_the_base_policy_does_not_depend_on_the_algorithm(tmp_path):
     """Same cache key, and the same weights when trained from scratch, for grpo and vsdpo with
     other loss and credit settings."""
-    common = {"warmstart.steps": 3, "warmstart.repair_steps": 2, "warmstart.corruptions": 1,
-              "warmstart.own_samples": 1, "warmstart.repair_tasks": 1, "warmstart.batch_size": 2,
-              "rollout.max_new_tokens": 8}  # fmt: skip
+    common = {
+        "warmstart.steps": 3,
+        "warmstart.repair_steps": 2,
+        "warmstart.corruptions": 1,
+        "warmstart.own_samples": 1,
+        "warmstart.repair_tasks": 1,
+        "warmstart.batch_size": 2,
+        "rollout.max_new_tokens": 8,
+    }
     variants = [
         {"algorithm": "grpo"},
         {
@@ -123,12 +129,44 @@ def test_teacher_gain_of_a_policy_that_repairs_from_feedback(tmp_path, monkeypat
 @pytest.mark.slow
 def test_compare_runs_two_algorithms_end_to_end(tmp_path, capsys):
     out = tmp_path / "compare"
-    argv = ["--algorithms", "grpo,vsdpo", "--seeds", "0", "--output", str(out),
-            "--run.cache_dir", str(tmp_path / "cache"), "--run.max_steps", "2", "--warmstart.steps", "0",
-            "--data.num_builtin_tasks", "4", "--model.tiny_hidden_size", "32", "--rollout.prompts_per_step", "1",
-            "--rollout.num_generations", "2", "--rollout.max_new_tokens", "12", "--rollout.render_workers", "1",
-            "--eval.num_tasks", "2", "--eval.samples", "1", "--eval.every", "1", "--logging.progress", "false",
-            "--logging.num_sample_renders", "0", "--logging.tensorboard", "false"]  # fmt: skip
+    argv = [
+        "--algorithms",
+        "grpo,vsdpo",
+        "--seeds",
+        "0",
+        "--output",
+        str(out),
+        "--run.cache_dir",
+        str(tmp_path / "cache"),
+        "--run.max_steps",
+        "2",
+        "--warmstart.steps",
+        "0",
+        "--data.num_builtin_tasks",
+        "4",
+        "--model.tiny_hidden_size",
+        "32",
+        "--rollout.prompts_per_step",
+        "1",
+        "--rollout.num_generations",
+        "2",
+        "--rollout.max_new_tokens",
+        "12",
+        "--rollout.render_workers",
+        "1",
+        "--eval.num_tasks",
+        "2",
+        "--eval.samples",
+        "1",
+        "--eval.every",
+        "1",
+        "--logging.progress",
+        "false",
+        "--logging.num_sample_renders",
+        "0",
+        "--logging.tensorboard",
+        "false",
+    ]
     assert compare_main(argv) == 0
     summary = json.loads((out / "compare.json").read_text())["summary"]
     assert set(summary["rows"]) == {"base", "grpo", "vsdpo"}

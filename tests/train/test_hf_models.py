@@ -19,18 +19,47 @@ from vsdpo.train.config import load_config
 from vsdpo.train.model import resolve_policy
 
 # The smallest run: one group of two short responses per step, one held-out task, a checkpoint a step.
-SMALL = ["--warmstart.steps", "0", "--rollout.prompts_per_step", "1", "--rollout.num_generations", "2",
-         "--rollout.max_new_tokens", "12", "--rollout.render_workers", "1", "--eval.num_tasks", "1",
-         "--eval.samples", "1", "--eval.every", "0", "--checkpoint.save_steps", "1", "--run.cpu_threads", "1",
-         "--logging.progress", "false", "--logging.tensorboard", "false", "--logging.num_sample_renders", "0",
-         "--optimizer.warmup_steps", "0"]  # fmt: skip
+SMALL = [
+    "--warmstart.steps",
+    "0",
+    "--rollout.prompts_per_step",
+    "1",
+    "--rollout.num_generations",
+    "2",
+    "--rollout.max_new_tokens",
+    "12",
+    "--rollout.render_workers",
+    "1",
+    "--eval.num_tasks",
+    "1",
+    "--eval.samples",
+    "1",
+    "--eval.every",
+    "0",
+    "--checkpoint.save_steps",
+    "1",
+    "--run.cpu_threads",
+    "1",
+    "--logging.progress",
+    "false",
+    "--logging.tensorboard",
+    "false",
+    "--logging.num_sample_renders",
+    "0",
+    "--optimizer.warmup_steps",
+    "0",
+]
 
 WEB_PAGES = [
-    ("Write a single HTML page with a blue heading that says Hello.",
-     "<html><body><h1 style='color:#1f4fa0;font-family:sans-serif'>Hello</h1></body></html>"),
-    ("Write a single HTML page with a short list of two fruits.",
-     "<html><body><ul><li>Apple</li><li>Pear</li></ul></body></html>"),
-]  # fmt: skip
+    (
+        "Write a single HTML page with a blue heading that says Hello.",
+        "<html><body><h1 style='color:#1f4fa0;font-family:sans-serif'>Hello</h1></body></html>",
+    ),
+    (
+        "Write a single HTML page with a short list of two fruits.",
+        "<html><body><ul><li>Apple</li><li>Pear</li></ul></body></html>",
+    ),
+]
 
 
 @pytest.fixture
@@ -73,8 +102,18 @@ def test_charts_on_a_qwen3_vl_folder_with_the_image_in_the_prompt(
 ):
     caplog.set_level(logging.INFO, logger="vsdpo.train")
     run_dir = tmp_path / "run"
-    options = ["--model", str(qwen3_vl_folder), "--data.num_builtin_tasks", "4", "--data.prompt_image", "true",
-               "--run.output_dir", str(run_dir), "--run.cache_dir", str(tmp_path / "cache")]  # fmt: skip
+    options = [
+        "--model",
+        str(qwen3_vl_folder),
+        "--data.num_builtin_tasks",
+        "4",
+        "--data.prompt_image",
+        "true",
+        "--run.output_dir",
+        str(run_dir),
+        "--run.cache_dir",
+        str(tmp_path / "cache"),
+    ]
     train_then_resume(options, run_dir, caplog)
 
     saved = load_config(run_dir / "config.yaml")
@@ -99,9 +138,20 @@ def test_web_pages_on_a_text_only_qwen3_folder(tmp_path, qwen3_folder, encoded_p
         )
     )
     run_dir = tmp_path / "run"
-    options = ["--model", str(qwen3_folder), "--data.kind", "web", "--data.tasks", str(tasks),
-               "--eval.tasks", str(tasks), "--run.output_dir", str(run_dir),
-               "--run.cache_dir", str(tmp_path / "cache")]  # fmt: skip
+    options = [
+        "--model",
+        str(qwen3_folder),
+        "--data.kind",
+        "web",
+        "--data.tasks",
+        str(tasks),
+        "--eval.tasks",
+        str(tasks),
+        "--run.output_dir",
+        str(run_dir),
+        "--run.cache_dir",
+        str(tmp_path / "cache"),
+    ]
     train_then_resume(options, run_dir, caplog)
 
     # Images on by default: a text-only model runs with both image settings off, said once per run.

@@ -31,8 +31,12 @@ def test_the_tiny_default_keeps_its_set_up():
 
 
 def test_values_the_user_set_are_kept():
-    overrides = {"model": "some/folder", "run.output_dir": "/tmp/mine", "warmstart.steps": "20",
-                 "warmstart.repair_steps": "5"}  # fmt: skip
+    overrides = {
+        "model": "some/folder",
+        "run.output_dir": "/tmp/mine",
+        "warmstart.steps": "20",
+        "warmstart.repair_steps": "5",
+    }
     config = load_config(None, overrides)
     assert (config.run.output_dir, config.warmstart.steps, config.warmstart.repair_steps) == (
         "/tmp/mine",

@@ -48,8 +48,13 @@ class AeSlidesScore:
         return (self.aspect + self.whitespace + self.balance + self.collision) / 4
 
     def as_dict(self) -> dict[str, float]:
-        return {"aspect": self.aspect, "whitespace": self.whitespace, "balance": self.balance,
-                "collision": self.collision, "mean": self.mean}  # fmt: skip
+        return {
+            "aspect": self.aspect,
+            "whitespace": self.whitespace,
+            "balance": self.balance,
+            "collision": self.collision,
+            "mean": self.mean,
+        }
 
 
 @dataclass

@@ -318,10 +318,27 @@ def _similarity(a: str, b: str) -> float:
 
 def _install(recorder: Recorder) -> None:
     both_2d = (
-        "bar", "scatter", "axhline", "axvline", "axvspan", "axhspan", "hlines", "vlines", "boxplot",
-        "violinplot", "hist", "quiver", "pie", "fill", "imshow", "pcolor", "contour", "contourf",
-        "broken_barh", "tripcolor",
-    )  # fmt: skip
+        "bar",
+        "scatter",
+        "axhline",
+        "axvline",
+        "axvspan",
+        "axhspan",
+        "hlines",
+        "vlines",
+        "boxplot",
+        "violinplot",
+        "hist",
+        "quiver",
+        "pie",
+        "fill",
+        "imshow",
+        "pcolor",
+        "contour",
+        "contourf",
+        "broken_barh",
+        "tripcolor",
+    )
     for name in both_2d:
         recorder.wrap(Axes, name)
     for name in ("barh", "plot", "errorbar", "violin", "fill_between", "fill_betweenx"):

@@ -129,7 +129,7 @@ def evaluate(
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             disable=not progress,
-        ) as bar,  # fmt: skip
+        ) as bar,
         ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
     ):
         task = bar.add_task(f"eval {kind}", total=len(pairs))
@@ -224,15 +224,22 @@ def run(args: argparse.Namespace) -> int:
     # Chart programs run in the process-wide sandbox pool: give it one worker per thread.
     os.environ.setdefault("VSDPO_SANDBOX_WORKERS", str(max(1, args.workers)))
     report = evaluate(
-        args.kind, args.pred_dir, args.ref_dir, workers=args.workers, timeout_s=args.timeout, clip=args.clip,
+        args.kind,
+        args.pred_dir,
+        args.ref_dir,
+        workers=args.workers,
+        timeout_s=args.timeout,
+        clip=args.clip,
         limit=args.limit,
-    )  # fmt: skip
+    )
     print_table(report)
     if args.json is not None:
         try:
             args.json.write_text(json.dumps(report, indent=2))
         except OSError as error:  # checked above, but the disk may fill or the folder go meanwhile
-            print(f"vsdpo eval: error: --json {args.json}: cannot write it ({error.strerror or error})",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"vsdpo eval: error: --json {args.json}: cannot write it ({error.strerror or error})",
+                file=sys.stderr,
+            )
             return 2
     return 0

@@ -69,8 +69,14 @@ class Design2CodeScore:
         return sum(values) / len(values)
 
     def as_dict(self) -> dict[str, float | None]:
-        return {"block": self.block, "text": self.text, "position": self.position, "color": self.color,
-                "clip": self.clip, "mean": self.mean}  # fmt: skip
+        return {
+            "block": self.block,
+            "text": self.text,
+            "position": self.position,
+            "color": self.color,
+            "clip": self.clip,
+            "mean": self.mean,
+        }
 
 
 def _merge(first: Block, second: Block) -> Block:

@@ -49,8 +49,27 @@ from PIL import Image, ImageColor
 
 from vsdpo.render.web import browser
 
-TEXT_TAGS = ("p", "h1", "h2", "h3", "h4", "h5", "h6", "div", "span", "a", "b", "li", "table", "td", "th",
-             "button", "footer", "header", "figcaption")  # fmt: skip
+TEXT_TAGS = (
+    "p",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "div",
+    "span",
+    "a",
+    "b",
+    "li",
+    "table",
+    "td",
+    "th",
+    "button",
+    "footer",
+    "header",
+    "figcaption",
+)
 POOL_VALUES = tuple(range(10, 251, 16))
 SHIFT = 50  # the second shot's colour offset
 SHIFT_TOLERANCE = 8  # a text pixel moved by SHIFT within this, per channel

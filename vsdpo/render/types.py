@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-ArtifactKind = Literal["chart", "web", "slides"]
-DefectKind = Literal["overlap", "clipped_text", "overflow", "misalignment", "low_contrast"]
 DEFECT_KINDS: tuple[str, ...] = ("overlap", "clipped_text", "overflow", "misalignment", "low_contrast")
 ARTIFACT_KINDS: tuple[str, ...] = ("chart", "web", "slides")
 # Whose fault a failed render is (``RenderResult.fault``). The program's: it raised or drew nothing
@@ -105,6 +103,3 @@ class RenderResult:
         return cls(
             kind=kind, ok=False, error=error, error_lines=list(error_lines or []), error_kind=error_kind
         )
-
-    def defect_lines(self) -> list[int]:
-        return sorted({line for defect in self.defects for line in defect.lines})

@@ -140,9 +140,16 @@ def load_task_folder(folder: str | Path) -> list[Task]:
             tasks.append(Task(id=path.stem, kind=kind, prompt=FOLDER_PROMPTS[kind], reference=source))
         elif path.suffix == ".html":
             image = path.with_suffix(".png")
-            tasks.append(Task(id=path.stem, kind="web", prompt=FOLDER_PROMPTS["web"], reference=path.read_text(encoding="utf-8"),
-                              image_path=str(image) if image.exists() else None,
-                              image=image.read_bytes() if image.exists() else None))  # fmt: skip
+            tasks.append(
+                Task(
+                    id=path.stem,
+                    kind="web",
+                    prompt=FOLDER_PROMPTS["web"],
+                    reference=path.read_text(encoding="utf-8"),
+                    image_path=str(image) if image.exists() else None,
+                    image=image.read_bytes() if image.exists() else None,
+                )
+            )
     if not tasks:
         raise ValueError(f"tasks: no .py or .html files in {folder}")
     return tasks

@@ -54,6 +54,7 @@ def run_from_args(args: argparse.Namespace, extra: list[str]) -> int:
         print(keys_text(config))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from vsdpo.train import distributed
     from vsdpo.train.loop import train  # heavy (torch, transformers): only once the config is valid
 
     try:
@@ -61,6 +62,8 @@ def run_from_args(args: argparse.Namespace, extra: list[str]) -> int:
     except ConfigError as error:  # a task source or the output folder, found bad before any model loads
         print(f"vsdpo train: config error: {error}", file=sys.stderr)
         return 2
+    finally:  # the process group ends with the command (torchrun), not with each train() a caller makes
+        distributed.shutdown()
     if metrics:
         reward, loss = metrics.get("reward", math.nan), metrics.get("loss", math.nan)
         print(

@@ -13,8 +13,8 @@ file, the file over the defaults; the defaults are the embedded default (a tiny 
 charts) that the packaged ``tiny_chart`` config spells out. ``--config`` takes a YAML file or the name of
 a config shipped in the package (``vsdpo/configs/``: ``qwen3vl_8b_chart``, ``_web``, ``_slides``,
 ``tiny_chart``); a file that exists wins over a name. ``model`` and ``algorithm`` also take a bare
-name (``--model FOLDER``, ``--algorithm grpo``). Keys of the earlier flat layout (``--max_steps``)
-raise ``ConfigError`` naming the new key (``run.max_steps``). ``vsdpo train --list-keys`` prints
+name (``--model FOLDER``, ``--algorithm grpo``). An unknown key raises ``ConfigError`` with the key
+it most likely meant (``--max_steps``: ``run.max_steps``). ``vsdpo train --list-keys`` prints
 every key with its value and meaning (``keys_text``); ``docs/training.md`` of the source repository has
 the same table, generated from the descriptions below (``python -m vsdpo.train.config --markdown``).
 
@@ -376,74 +376,6 @@ def _leaves(model: type[BaseModel], prefix: str = "") -> dict[str, Any]:
 
 KEYS: dict[str, Any] = _leaves(TrainConfig)
 
-# The earlier flat layout: each of its keys and where it lives now.
-FLAT_KEYS: dict[str, str] = {
-    "run_name": "run.name",
-    "output_dir": "run.output_dir",
-    "seed": "run.seed",
-    "max_steps": "run.max_steps",
-    "resume": "run.resume",
-    "cache_dir": "run.cache_dir",
-    "cpu_threads": "run.cpu_threads",
-    "dtype": "model.dtype",
-    "attn_implementation": "model.attn_implementation",
-    "gradient_checkpointing": "model.gradient_checkpointing",
-    "use_liger_kernel": "model.use_liger_kernel",
-    "tiny_hidden_size": "model.tiny_hidden_size",
-    "tiny_num_layers": "model.tiny_num_layers",
-    "task_kind": "data.kind",
-    "tasks": "data.tasks",
-    "num_builtin_tasks": "data.num_builtin_tasks",
-    "prompt_image": "data.prompt_image",
-    "image_max_pixels": "data.image_max_pixels",
-    "warmstart_steps": "warmstart.steps",
-    "warmstart_batch_size": "warmstart.batch_size",
-    "warmstart_learning_rate": "warmstart.learning_rate",
-    "prompts_per_step": "rollout.prompts_per_step",
-    "num_generations": "rollout.num_generations",
-    "max_new_tokens": "rollout.max_new_tokens",
-    "temperature": "rollout.temperature",
-    "top_p": "rollout.top_p",
-    "render_timeout_s": "rollout.render_timeout_s",
-    "render_workers": "rollout.render_workers",
-    "reward_weights": "reward.weights",
-    "reward_funcs": "reward.funcs",
-    "teacher": "algorithm.teacher",
-    "teacher_ema_rate": "algorithm.teacher_ema_rate",
-    "teacher_image": "algorithm.teacher_image",
-    "scale_rewards": "reward.scale_rewards",
-    "loss_type": "algorithm.loss.loss_type",
-    "beta": "algorithm.loss.beta",
-    "sd_weight": "algorithm.loss.sd_weight",
-    "pg_weight": "algorithm.loss.pg_weight",
-    "epsilon_low": "algorithm.loss.epsilon_low",
-    "epsilon_high": "algorithm.loss.epsilon_high",
-    "kl_beta": "algorithm.loss.kl_beta",
-    "credit_alpha": "algorithm.credit_alpha",
-    "credit_reduce": "algorithm.credit_reduce",
-    "old_logprobs": "algorithm.old_logprobs",
-    "num_iterations": "algorithm.num_iterations",
-    "reuse_prefix": "algorithm.reuse_prefix",
-    "loss_impl": "algorithm.loss_impl",
-    "max_completion_length": "algorithm.loss.max_completion_length",
-    "learning_rate": "optimizer.learning_rate",
-    "weight_decay": "optimizer.weight_decay",
-    "adam_beta1": "optimizer.adam_beta1",
-    "adam_beta2": "optimizer.adam_beta2",
-    "warmup_steps": "optimizer.warmup_steps",
-    "lr_scheduler": "optimizer.lr_scheduler",
-    "max_grad_norm": "optimizer.max_grad_norm",
-    "max_bad_steps": "run.max_bad_steps",
-    "max_render_crashes": "run.max_render_crashes",
-    "logging_steps": "logging.logging_steps",
-    "save_steps": "checkpoint.save_steps",
-    "save_total_limit": "checkpoint.save_total_limit",
-    "num_sample_renders": "logging.num_sample_renders",
-    "sample_every": "logging.sample_every",
-    "tensorboard": "logging.tensorboard",
-    "progress": "logging.progress",
-}
-
 
 def _annotation(key: str) -> Any:
     info = KEYS[key]
@@ -455,10 +387,10 @@ def _annotation(key: str) -> Any:
 def _check_key(key: str, where: str) -> None:
     if key in KEYS or key in ("model", "algorithm"):
         return
-    if key in FLAT_KEYS:
-        raise ConfigError(f"{key}: this key is now {FLAT_KEYS[key]!r} (in {where})")
-    close = difflib.get_close_matches(key, [*KEYS, *FLAT_KEYS], n=1)
-    hint = f"; did you mean {FLAT_KEYS.get(close[0], close[0])!r}?" if close else ""
+    # A key without its section (``max_steps``) names the one key it ends, else the closest spelling.
+    ending = [known for known in KEYS if known.rsplit(".", 1)[-1] == key]
+    close = ending if len(ending) == 1 else difflib.get_close_matches(key, list(KEYS), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
     raise ConfigError(f"{key}: unknown config key in {where}{hint}")
 
 

@@ -105,8 +105,12 @@ def build_untrained(config: TrainConfig, dtype):
 
     spec = config.model
     if spec.name == "tiny":
-        model, processor = build_tiny(cache_dir(config), seed=spec.seed, hidden_size=spec.tiny_hidden_size,
-                                      num_layers=spec.tiny_num_layers)  # fmt: skip
+        model, processor = build_tiny(
+            cache_dir(config),
+            seed=spec.seed,
+            hidden_size=spec.tiny_hidden_size,
+            num_layers=spec.tiny_num_layers,
+        )
         full = qwen3_vl_processor(
             processor.tokenizer,
             chat_template=CHAT_TEMPLATE,

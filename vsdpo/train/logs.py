@@ -82,8 +82,13 @@ class RunLogger:
                 ]
                 shown = ", ".join(f"{name} {value:+.3f}" for name, value in splits if value is not None)
                 gain = f", teacher gain {result.teacher_gain:+.3f} ({shown})"
-            log.info("held-out at step %d: reward %.3f, ran %.0f%%%s", result.step, result.reward,
-                     100 * result.execution_rate, gain)  # fmt: skip
+            log.info(
+                "held-out at step %d: reward %.3f, ran %.0f%%%s",
+                result.step,
+                result.reward,
+                100 * result.execution_rate,
+                gain,
+            )
 
     def _append(self, name: str, scope: str, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:

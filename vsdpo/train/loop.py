@@ -59,8 +59,14 @@ def train(config: TrainConfig) -> dict:
     device = distributed.init()
     run_dir = prepare_run_dir(config)
     if distributed.is_main():
-        log.info("run %s: %s on %s, tasks %s, in %s", config.run.name, config.algorithm.name,
-                 config.model.name, config.data.tasks, run_dir)  # fmt: skip
+        log.info(
+            "run %s: %s on %s, tasks %s, in %s",
+            config.run.name,
+            config.algorithm.name,
+            config.model.name,
+            config.data.tasks,
+            run_dir,
+        )
     if config.run.cpu_threads and device.type == "cpu":
         torch.set_num_threads(config.run.cpu_threads)
     render_pool = RenderPool(config.rollout.render_workers, config.rollout.render_timeout_s)
@@ -79,8 +85,9 @@ def train(config: TrainConfig) -> dict:
         torch.manual_seed(config.run.seed + distributed.rank())  # each rank samples its own rollouts
         state = restore(config, run_dir, model, optimizer, scheduler, sampler, teacher)
         logger = logs.RunLogger(run_dir, config.logging.tensorboard, enabled=distributed.is_main())
-        progress = logs.Progress(config.run.max_steps, start=state.step,
-                                 enabled=config.logging.progress and distributed.is_main())  # fmt: skip
+        progress = logs.Progress(
+            config.run.max_steps, start=state.step, enabled=config.logging.progress and distributed.is_main()
+        )
         evaluator = None if held_out is None else Evaluator(held_out, config, render_pool, run_dir)
         if evaluator is not None and state.step == 0:
             logger.log_eval(evaluator.run(model, processor, step=0))  # the base policy
@@ -105,8 +112,13 @@ def train(config: TrainConfig) -> dict:
             state.count(step, update, config)
             if not update.skipped:
                 teacher.update(model)
-            metrics = logs.step_metrics(rollouts, update, generate_s=t_generate, step_s=time.perf_counter() - t0,
-                                        lr=scheduler.get_last_lr()[0])  # fmt: skip
+            metrics = logs.step_metrics(
+                rollouts,
+                update,
+                generate_s=t_generate,
+                step_s=time.perf_counter() - t0,
+                lr=scheduler.get_last_lr()[0],
+            )
             last = step == config.run.max_steps
             if step % config.logging.logging_steps == 0 or last:
                 logger.log(step, metrics)
@@ -155,8 +167,15 @@ def save(config, run_dir: Path, state: LoopState, model, optimizer, scheduler, s
         "sampler": sampler.state_dict(),
         "teacher": teacher.state_dict(),
     }
-    checkpoint.save_checkpoint(run_dir, state.step, model=model, optimizer=optimizer, scheduler=scheduler,
-                               trainer_state=trainer_state, keep=config.checkpoint.save_total_limit)  # fmt: skip
+    checkpoint.save_checkpoint(
+        run_dir,
+        state.step,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        trainer_state=trainer_state,
+        keep=config.checkpoint.save_total_limit,
+    )
 
 
 def prepare_run_dir(config: TrainConfig) -> Path:

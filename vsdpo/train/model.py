@@ -45,8 +45,10 @@ def resolve_policy(config: TrainConfig) -> TrainConfig:
         return config
     log.warning(
         "model.name: %s is a text-only model (%s); turning %s off: prompts and feedback go to it as text",
-        config.model.name, model_config.model_type, " and ".join(switched),
-    )  # fmt: skip
+        config.model.name,
+        model_config.model_type,
+        " and ".join(switched),
+    )
     config = config.model_copy(deep=True)
     for section, key in IMAGE_SETTINGS:
         setattr(getattr(config, section), key, False)
@@ -57,8 +59,13 @@ def load_policy(config, device):
     """(model, processor) on ``device``, as ``config.model`` describes."""
     spec = config.model
     if spec.name == "tiny":
-        model, processor = build_tiny(cache_dir(config), seed=spec.seed, hidden_size=spec.tiny_hidden_size,
-                                      num_layers=spec.tiny_num_layers, image_max_pixels=config.data.image_max_pixels or 128 * 96)  # fmt: skip
+        model, processor = build_tiny(
+            cache_dir(config),
+            seed=spec.seed,
+            hidden_size=spec.tiny_hidden_size,
+            num_layers=spec.tiny_num_layers,
+            image_max_pixels=config.data.image_max_pixels or 128 * 96,
+        )
     else:
         model, processor = load_pretrained(config)
         if spec.use_liger_kernel:
@@ -115,8 +122,9 @@ def load_processor(name: str, model_config):
     processor_class = PROCESSOR_MAPPING[type(model_config)]
     log.warning(
         "torchvision is not installed: %s's %s is loaded without its video processor (images and text only)",
-        name, processor_class.__name__,
-    )  # fmt: skip
+        name,
+        processor_class.__name__,
+    )
     return image_only(processor_class).from_pretrained(name)
 
 

@@ -56,8 +56,11 @@ class UpdateResult:
         stepped = [r for r in results if not r.skipped]
         if len(results) == 1 or not stepped:
             return results[0]
-        numbers = {f.name: sum(getattr(r, f.name) for r in stepped) / len(stepped)
-                   for f in dataclasses.fields(cls) if f.type in ("float", float)}  # fmt: skip
+        numbers = {
+            f.name: sum(getattr(r, f.name) for r in stepped) / len(stepped)
+            for f in dataclasses.fields(cls)
+            if f.type in ("float", float)
+        }
         return cls(**numbers)
 
     def metrics(self) -> dict[str, float]:
@@ -126,8 +129,17 @@ def policy_update(
     fixed: list[dict] = [{} for _ in groups]  # per group, from the first iteration: old and ref log-probs
     results = []
     for iteration in range(config.algorithm.num_iterations):
-        result = one_iteration(model, teacher, groups, fixed, optimizer, config, first=iteration == 0,
-                               total_tokens=total_tokens, total_sequences=total_sequences)  # fmt: skip
+        result = one_iteration(
+            model,
+            teacher,
+            groups,
+            fixed,
+            optimizer,
+            config,
+            first=iteration == 0,
+            total_tokens=total_tokens,
+            total_sequences=total_sequences,
+        )
         results.append(result)
         if result.skipped:
             if iteration:
@@ -140,8 +152,18 @@ def policy_update(
     return UpdateResult.mean(results)
 
 
-def one_iteration(model, teacher, groups, fixed, optimizer, config, *, first: bool, total_tokens: float,
-                  total_sequences: float) -> UpdateResult:  # fmt: skip
+def one_iteration(
+    model,
+    teacher,
+    groups,
+    fixed,
+    optimizer,
+    config,
+    *,
+    first: bool,
+    total_tokens: float,
+    total_sequences: float,
+) -> UpdateResult:
     """One backward over every group, then clip and step: one of ``algorithm.num_iterations``. The
     first iteration records in ``fixed`` what the later ones reuse: the policy's log-probs as the step
     starts (the ratio's denominator for ``old_logprobs: detached``) and the reference policy's."""

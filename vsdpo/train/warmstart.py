@@ -59,14 +59,29 @@ def cache_key(processor, config) -> str:
     return config_key(
         FORMAT,
         backend.to_str() if backend is not None else tokenizer.name_or_path,
-        model.name, model.seed, model.tiny_hidden_size, model.tiny_num_layers,
-        data.tasks, data.num_builtin_tasks, data.seed, data.prompt_image, data.image_max_pixels,
-        warm.steps, warm.repair_steps, warm.corruptions, warm.own_samples, warm.repair_tasks, warm.batch_size,
+        model.name,
+        model.seed,
+        model.tiny_hidden_size,
+        model.tiny_num_layers,
+        data.tasks,
+        data.num_builtin_tasks,
+        data.seed,
+        data.prompt_image,
+        data.image_max_pixels,
+        warm.steps,
+        warm.repair_steps,
+        warm.corruptions,
+        warm.own_samples,
+        warm.repair_tasks,
+        warm.batch_size,
         warm.learning_rate,
-        config.algorithm.teacher_image, config.algorithm.feedback, config.rollout.max_new_tokens,
-        config.rollout.temperature, tuple(sorted(config.reward.weights.items())),
+        config.algorithm.teacher_image,
+        config.algorithm.feedback,
+        config.rollout.max_new_tokens,
+        config.rollout.temperature,
+        tuple(sorted(config.reward.weights.items())),
         torch.__version__,
-    )  # fmt: skip
+    )
 
 
 def warm_start(model, processor, task_set: TaskSet, config, render_pool) -> None:

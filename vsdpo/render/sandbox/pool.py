@@ -66,9 +66,21 @@ SUPERVISION_GRACE_S = 30.0
 MIN_DECODE_S = 2.0
 # The only variables of the caller's environment a worker gets; a job gets fewer still.
 WORKER_ENV = (
-    "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV",
-    "LD_LIBRARY_PATH", "MPLCONFIGDIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", ALLOW_WEAK_ENV,
-)  # fmt: skip
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "VIRTUAL_ENV",
+    "LD_LIBRARY_PATH",
+    "MPLCONFIGDIR",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    ALLOW_WEAK_ENV,
+)
 # What a job may say of its own failure; the pool adds "invalid_reply" (a reply it refused).
 ERROR_KINDS = frozenset(
     {

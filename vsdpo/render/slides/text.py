@@ -33,11 +33,23 @@ SUBSTITUTES = {
     "courier": ("liberationmono",),
 }
 _THEME_NAMES = {
-    "ACCENT_1": "accent1", "ACCENT_2": "accent2", "ACCENT_3": "accent3", "ACCENT_4": "accent4",
-    "ACCENT_5": "accent5", "ACCENT_6": "accent6", "DARK_1": "dk1", "LIGHT_1": "lt1", "DARK_2": "dk2",
-    "LIGHT_2": "lt2", "TEXT_1": "dk1", "BACKGROUND_1": "lt1", "TEXT_2": "dk2", "BACKGROUND_2": "lt2",
-    "HYPERLINK": "hlink", "FOLLOWED_HYPERLINK": "folHlink",
-}  # fmt: skip
+    "ACCENT_1": "accent1",
+    "ACCENT_2": "accent2",
+    "ACCENT_3": "accent3",
+    "ACCENT_4": "accent4",
+    "ACCENT_5": "accent5",
+    "ACCENT_6": "accent6",
+    "DARK_1": "dk1",
+    "LIGHT_1": "lt1",
+    "DARK_2": "dk2",
+    "LIGHT_2": "lt2",
+    "TEXT_1": "dk1",
+    "BACKGROUND_1": "lt1",
+    "TEXT_2": "dk2",
+    "BACKGROUND_2": "lt2",
+    "HYPERLINK": "hlink",
+    "FOLLOWED_HYPERLINK": "folHlink",
+}
 _SCHEME_ALIASES = {"tx1": "dk1", "bg1": "lt1", "tx2": "dk2", "bg2": "lt2"}
 THEME_RELATIONSHIP = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/theme"
 
@@ -92,8 +104,12 @@ def _font_files() -> dict[str, str]:
 def font_for(name: str | None, px: float, bold: bool, italic: bool) -> ImageFont.FreeTypeFont:
     """The font ``name`` at ``px`` pixels, a substitute for it, or DejaVu Sans."""
     files = _font_files()
-    style = {(False, False): ("regular", ""), (True, False): ("bold",), (False, True): ("italic", "oblique"),
-             (True, True): ("bolditalic", "boldoblique")}[(bold, italic)]  # fmt: skip
+    style = {
+        (False, False): ("regular", ""),
+        (True, False): ("bold",),
+        (False, True): ("italic", "oblique"),
+        (True, True): ("bolditalic", "boldoblique"),
+    }[(bold, italic)]
     family = (name or "calibri").lower()
     for stem in (family.replace(" ", ""), *SUBSTITUTES.get(family, ()), "dejavusans"):
         for suffix in style:
@@ -130,8 +146,15 @@ def layout_text_frame(
     """Lay out ``shape``'s text inside ``box`` (slide pixels); return its box, colour and font."""
     frame = shape.text_frame
     body = frame._txBody.bodyPr
-    margins = [(m if m is not None else d) * scale for m, d in (
-        (frame.margin_left, 91440), (frame.margin_top, 45720), (frame.margin_right, 91440), (frame.margin_bottom, 45720))]  # fmt: skip
+    margins = [
+        (m if m is not None else d) * scale
+        for m, d in (
+            (frame.margin_left, 91440),
+            (frame.margin_top, 45720),
+            (frame.margin_right, 91440),
+            (frame.margin_bottom, 45720),
+        )
+    ]
     inner_w = max(1.0, box[2] - box[0] - margins[0] - margins[2])
     wrap = body.get("wrap") != "none" if frame.word_wrap is None else frame.word_wrap
     widths_by_align: list[tuple[float, Any]] = []
