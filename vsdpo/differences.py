@@ -196,11 +196,12 @@ def _paired_texts(generated: list[str], reference: list[str], extra: list[str], 
 
 
 def _type_differences(program: str, generated: dict[str, int], reference: dict[str, int]) -> list[Defect]:
-    ours = Counter({_plot_function(k): v for k, v in generated.items()})
-    theirs = Counter({_plot_function(k): v for k, v in reference.items()})
+    # Matched on the benchmark's own keys (the defining file and the function), named by the function.
+    ours, theirs = Counter(generated), Counter(reference)
     correct, n_gen, n_ref = sum((ours & theirs).values()), sum(ours.values()), sum(theirs.values())
     base = _f1(correct, n_gen, n_ref)
-    extra, missing = list((ours - theirs).elements()), list((theirs - ours).elements())
+    extra = [_plot_function(key) for key in (ours - theirs).elements()]
+    missing = [_plot_function(key) for key in (theirs - ours).elements()]
     found = []
     while extra and missing:  # one plotting call where the target has another: a wrong chart type
         drawn, wanted = extra.pop(0), missing.pop(0)
@@ -265,7 +266,7 @@ def _group_colors(entries: list[str]) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     for entry in entries:
         function, _, color = entry.partition("--")
-        groups.setdefault(_plot_function(function), []).append(color)
+        groups.setdefault(function, []).append(color)  # the benchmark's key; named by _plot_function
     return groups
 
 
@@ -283,18 +284,19 @@ def _color_differences(program: str, generated: list[str], reference: list[str])
     found = []
     # The matched similarity of all functions, as the colour score sums it, to price each fix.
     pairs_by_function, total = {}, 0.0
-    for function in ours.keys() & theirs.keys():
-        similarity = [[_pair_similarity(a, b) for b in theirs[function]] for a in ours[function]]
+    for key in ours.keys() & theirs.keys():
+        similarity = [[_pair_similarity(a, b) for b in theirs[key]] for a in ours[key]]
         rows, cols = linear_sum_assignment(similarity, maximize=True)
         pairs = [(int(i), int(j), similarity[i][j]) for i, j in zip(rows, cols, strict=True)]
-        pairs_by_function[function] = pairs
+        pairs_by_function[key] = pairs
         total += sum(s for _, _, s in pairs)
     base = _f1(total, n_gen, n_ref)
-    for function, pairs in pairs_by_function.items():
+    for key, pairs in pairs_by_function.items():
+        function = _plot_function(key)
         for i, j, similarity in pairs:
             if similarity >= SAME_COLOR:
                 continue
-            drawn, wanted = ours[function][i], theirs[function][j]
+            drawn, wanted = ours[key][i], theirs[key][j]
             lines = color_lines(program, drawn) or call_lines(program, function)
             cost = _f1(total - similarity + 1, n_gen, n_ref) - base
             found.append(
@@ -306,7 +308,7 @@ def _color_differences(program: str, generated: list[str], reference: list[str])
                     f"{function} colour {color_name(drawn)} should be {color_name(wanted)}",
                 )
             )
-        for j, wanted in enumerate(theirs[function]):
+        for j, wanted in enumerate(theirs[key]):
             if j not in {col for _, col, _ in pairs}:
                 cost = _f1(total + 1, n_gen + 1, n_ref) - base
                 found.append(
@@ -318,8 +320,9 @@ def _color_differences(program: str, generated: list[str], reference: list[str])
                         f"{function}: the target has one more series, in {color_name(wanted)}",
                     )
                 )
-    for function in theirs.keys() - ours.keys():
-        for wanted in theirs[function]:
+    for key in theirs.keys() - ours.keys():
+        function = _plot_function(key)
+        for wanted in theirs[key]:
             found.append(
                 Defect(
                     DIFFERENCE,
