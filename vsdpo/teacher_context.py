@@ -43,8 +43,9 @@ image, a wrong text, another chart type)::
 
 and a program that matches hears ``It matches the target.`` and ``Write the program again.``, so
 that the teacher learns to keep what is right. The program is quoted whole (up to
-``max_program_chars``) so that the teacher can keep the lines that are right. ``differences=None`` (no comparison: no reference, or
-the ``defects`` feedback) gives the template above, the paper's.
+``max_program_chars``), so that the teacher can keep its right lines and change only those named.
+``differences=None`` (no comparison: no reference, or the ``defects`` feedback) gives the template
+above, the paper's.
 """
 
 from __future__ import annotations
