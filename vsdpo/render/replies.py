@@ -231,8 +231,14 @@ def _plain(value: Any, where: str, depth: int) -> Any:
     raise _fail(where, "a small plain value", value)
 
 
-def elements(value: Any, where: str = "elements") -> list[Element]:
-    """Element dicts (as vsdpo.render.types.Element) with unique ids and a parent chain without loops."""
+def elements(value: Any, where: str = "elements", roles: frozenset[str] | None = None) -> list[Element]:
+    """Element dicts (as vsdpo.render.types.Element) with unique ids and a parent chain without loops.
+
+    ``roles``: the roles the job's own code gives its elements, where the caller knows them. An
+    element of any other role was written by something else (the program, forging the reply), and
+    the reply is refused: an element of a made-up role ("figure") is one no check knows what to do
+    with, and only a forger has a reason to send one.
+    """
     raw = items(value, where, MAX_ELEMENTS)
     budget = [MAX_POINTS]
     found: list[Element] = []
@@ -240,10 +246,13 @@ def elements(value: Any, where: str = "elements") -> list[Element]:
         at = f"{where}[{i}]"
         if i % 256 == 0:
             in_time(where)
+        role = text(field(item, "role", at), f"{at}.role", MAX_NAME_CHARS, optional=False)
+        if roles is not None and role not in roles:
+            raise _fail(f"{at}.role", f"one of {', '.join(sorted(roles))}", role)
         found.append(
             Element(
                 id=text(field(item, "id", at), f"{at}.id", MAX_NAME_CHARS, optional=False),
-                role=text(field(item, "role", at), f"{at}.role", MAX_NAME_CHARS, optional=False),
+                role=role,
                 bbox=box(field(item, "bbox", at), f"{at}.bbox"),
                 text=text(item.get("text"), f"{at}.text"),
                 color=colour(item.get("color"), f"{at}.color"),

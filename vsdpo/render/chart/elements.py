@@ -1,6 +1,9 @@
 """Describe a drawn matplotlib figure as elements: boxes in image pixels (y down) and source lines.
 
 Inside the sandbox only; the elements are plain dicts (the fields of vsdpo.render.types.Element).
+The caller accepts only the roles and parents given here (vsdpo.render.chart.renderer: CHART_ROLES,
+PARENT_ROLES), and element boxes that cover what the picture shows: a new kind of element must be
+added there too.
 """
 
 from __future__ import annotations
@@ -146,9 +149,11 @@ class _Collector:
         try:
             extent = artist.get_window_extent(self.renderer)
         except Exception:  # noqa: BLE001 - some artists cannot say where they are; they are left out
-            return None
+            extent = None
         if extent is None or not np.all(np.isfinite([extent.x0, extent.y0, extent.x1, extent.y1])):
-            return None
+            extent = _clipped_collection_extent(artist)
+            if extent is None:
+                return None
         element = {
             "id": element_id,
             "role": role,
@@ -219,6 +224,10 @@ class _Collector:
             corners = self.turned_corners(text)
             if corners is not None:
                 element["extra"]["corners"] = corners
+            clip = self.clip_box(text)
+            if clip is not None:
+                # A text clipped to its axes (clip_on=True) shows only what lies inside them.
+                element["extra"]["clip"] = list(clip)
         return element
 
     def clip_box(self, artist) -> tuple | None:
@@ -322,6 +331,18 @@ class _Collector:
                 points = points[keep]
             step = max(1, len(points) // MAX_POINTS)
             element["extra"]["points"] = points[::step].tolist()
+
+
+def _clipped_collection_extent(artist):
+    """Where a collection that cannot give its own extent may draw: its clip box. Some collections
+    (networkx's nodes and edges, drawn with offsets in data coordinates) answer an infinite extent,
+    yet they are drawn, and a reply that left them out would describe less than the picture shows."""
+    if not isinstance(artist, matplotlib.collections.Collection) or not artist.get_clip_on():
+        return None
+    clip = artist.get_clip_box()
+    if clip is None or not np.all(np.isfinite(clip.extents)):
+        return None
+    return clip
 
 
 def _intersect(a: tuple, b: tuple) -> tuple | None:

@@ -9,11 +9,23 @@ line up must line up.
 Everything the child sends back is checked first (vsdpo.render.replies): a reply that breaks its schema or
 bounds, or a picture that shows something while the reply lists no element, fails the render with
 error kind "invalid_reply"; the checks then run under the render's deadline.
+
+The reply is the program's to forge (it shares the child's process), so it is also checked against
+what the child itself would write and against the picture (``check_reply_against_picture``): only
+the roles the child gives its elements, only the parents it gives them (so that no element can make
+two colliding texts its "descendants" and exempt them from the overlap check), and element boxes
+that account for what the picture shows. A reply of one element covering the figure, or one that
+leaves the drawing it hides out, is refused.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from io import BytesIO
+
+import numpy as np
+from PIL import Image
 
 from vsdpo.render import deadline as clock
 from vsdpo.render import defects as checks
@@ -23,6 +35,27 @@ from vsdpo.render.types import Defect, Element, RenderResult
 
 CHART_ENTRY = "vsdpo.render.chart.child:render_chart_job"
 TEXT_ROLES = ("text", "tick_label")
+# The roles vsdpo.render.chart.elements gives the elements it lists, and the roles each may have
+# for its parent (None: none; "figure": the figure, which is no element).
+DATA_ROLES = ("line", "patch", "collection", "image")
+CHART_ROLES = frozenset({"axes", "legend", *TEXT_ROLES, *DATA_ROLES})
+PARENT_ROLES: dict[str, frozenset[str | None]] = {
+    "axes": frozenset({"figure", "axes"}),
+    "legend": frozenset({None, "axes"}),
+    **{role: frozenset({None, "axes", "legend"}) for role in TEXT_ROLES},
+    **{role: frozenset({"axes"}) for role in DATA_ROLES},
+}
+# Containers draw their frame; what lies inside one is accounted for by what it holds.
+CONTAINER_ROLES = frozenset({"axes", "legend"})
+# A pixel this far (max over channels, 0..255) from the picture's border colour is ink.
+INK_DISTANCE = 24
+# Element boxes are grown by this much when they account for ink: tick marks, spine ends, antialiasing.
+COVER_MARGIN_PX = 6
+# The share of a picture's ink that no element's box may leave uncovered. Honest replies of the 499
+# ChartMimic programs leave at most 10.3% (tables, arrows of annotations and figure-level artists the
+# child does not list), 99% of them under 2% (bench/detection_rates.py --replies); a reply that leaves more than half describes some
+# other picture, or leaves out what it does not want checked.
+MAX_UNACCOUNTED_INK = 0.5
 LEGEND_DATA_MIN_POINTS = 1
 LEGEND_PATCH_MIN_FRAC = 0.05
 
@@ -68,7 +101,7 @@ def render_chart_outcome(outcome: SandboxResult, *, deadline: float | None = Non
             replies.field(job, "width", "reply"),
             replies.field(job, "height", "reply"),
         )
-        elements = replies.elements(replies.field(job, "elements", "reply"))
+        elements = replies.elements(replies.field(job, "elements", "reply"), roles=CHART_ROLES)
         if not elements and not replies.is_blank(image):
             raise replies.InvalidReply("the picture shows something, yet the reply lists no element")
     except replies.InvalidReply as error:
@@ -76,7 +109,10 @@ def render_chart_outcome(outcome: SandboxResult, *, deadline: float | None = Non
     canvas = (0.0, 0.0, float(width), float(height))
     try:
         with clock.deadline(deadline):
+            check_reply_against_picture(elements, image)
             found = chart_defects(elements, canvas)
+    except replies.InvalidReply as error:
+        return _failed(f"invalid_reply: {error}", "invalid_reply", outcome.elapsed_s)
     except clock.DeadlineExceeded as error:
         return _failed(f"timeout: {error}", "timeout", outcome.elapsed_s)
     return RenderResult(
@@ -93,6 +129,89 @@ def render_chart_outcome(outcome: SandboxResult, *, deadline: float | None = Non
 
 def _failed(error: str, error_kind: str, elapsed_s: float) -> RenderResult:
     return RenderResult(kind="chart", ok=False, error=error, error_kind=error_kind, elapsed_s=elapsed_s)
+
+
+# ---------------------------------------------------------------------------------------------- the reply
+
+
+def check_reply_against_picture(elements: list[Element], image: bytes) -> None:
+    """Raise InvalidReply for a reply the child would not have written about this picture.
+
+    - Parents as the child gives them (``PARENT_ROLES``): the overlap check exempts an element and
+      its ancestors, so a text made the parent of another, or a bogus container holding every text,
+      would exempt each collision it "contains". Only a legend holds texts, and only its own.
+    - The boxes account for the picture's ink (``unaccounted_ink``): a reply of one small element, or
+      one that leaves out the texts it does not want checked, leaves their ink uncovered. An axes or
+      legend that holds no element accounts only for its frame: one bogus container over the whole
+      figure covers nothing.
+    """
+    by_id = {element.id: element for element in elements}
+    for element in elements:
+        if element.parent is None:
+            parent_role = None
+        elif element.parent in by_id:
+            parent_role = by_id[element.parent].role
+        else:  # the figure is the one parent that is no element
+            parent_role = "figure" if element.parent == "figure" else "missing"
+        if parent_role not in PARENT_ROLES[element.role]:
+            raise replies.InvalidReply(
+                f"elements: {element.role} {element.id[:40]!r} has a parent of role "
+                f"{str(parent_role)[:40]!r}; the chart's own elements never do"
+            )
+    share = unaccounted_ink(image, elements)
+    if share > MAX_UNACCOUNTED_INK:
+        raise replies.InvalidReply(
+            f"elements: {share:.0%} of what the picture shows lies in no element's box; "
+            "the reply does not describe its picture"
+        )
+
+
+def unaccounted_ink(image: bytes, elements: list[Element]) -> float:
+    """The share of the picture's ink (pixels unlike the colour of its border, over white where it is
+    transparent) that lies in no element's box grown by ``COVER_MARGIN_PX``. An axes or legend holding
+    no element covers only a band along its edges (its frame). Boxes are summed in a difference table:
+    the cost is the picture's pixels plus the elements, whatever their boxes."""
+    with Image.open(BytesIO(image)) as picture:
+        rgba = np.asarray(picture.convert("RGBA"), dtype=np.float32)
+    alpha = rgba[..., 3:4] / 255.0
+    rgb = np.rint(rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.int16)
+    height, width = rgb.shape[:2]
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.int32)
+    packed = border[:, 0] << 16 | border[:, 1] << 8 | border[:, 2]
+    values, counts = np.unique(packed, return_counts=True)
+    common = int(values[np.argmax(counts)])
+    paper = np.array([common >> 16, (common >> 8) & 255, common & 255], dtype=np.int16)
+    ink = np.abs(rgb - paper).max(axis=2) > INK_DISTANCE
+    total = int(ink.sum())
+    if total == 0:
+        return 0.0
+    clock.check_deadline()
+    holders = {element.parent for element in elements}
+    table = np.zeros((height + 1, width + 1), dtype=np.int32)
+    margin = COVER_MARGIN_PX
+    for index, element in enumerate(elements):
+        if index % 256 == 0:
+            clock.check_deadline()
+        x0, y0, x1, y1 = element.bbox
+        if element.role in CONTAINER_ROLES and element.id not in holders:
+            boxes = [
+                (x0 - margin, y0 - margin, x1 + margin, y0 + margin),
+                (x0 - margin, y1 - margin, x1 + margin, y1 + margin),
+                (x0 - margin, y0 - margin, x0 + margin, y1 + margin),
+                (x1 - margin, y0 - margin, x1 + margin, y1 + margin),
+            ]
+        else:
+            boxes = [(x0 - margin, y0 - margin, x1 + margin, y1 + margin)]
+        for left, top, right, bottom in boxes:
+            left, top = max(0, math.floor(left)), max(0, math.floor(top))
+            right, bottom = min(width, math.ceil(right)), min(height, math.ceil(bottom))
+            if right > left and bottom > top:
+                table[top, left] += 1
+                table[top, right] -= 1
+                table[bottom, left] -= 1
+                table[bottom, right] += 1
+    covered = table.cumsum(axis=0).cumsum(axis=1)[:height, :width] > 0
+    return float((ink & ~covered).sum()) / total
 
 
 def _chart_pairs(a: Element, b: Element) -> bool:
@@ -198,6 +317,19 @@ def _merge_tick_overlaps(found: list[Defect], by_id: dict[str, Element]) -> list
     return [*merged.values(), *others]
 
 
+def _text_clip_boxes(elements: list[Element]) -> dict[str, tuple[float, float, float, float]]:
+    """The boxes that clip texts drawn with ``clip_on=True`` (``extra["clip"]``): the part of such a
+    text outside its axes is cut off, as a text past the figure's edge is."""
+    boxes = {}
+    for element in elements:
+        clip = element.extra.get("clip")
+        if element.role not in TEXT_ROLES or not isinstance(clip, list) or len(clip) != 4:
+            continue
+        if all(isinstance(v, int | float) and math.isfinite(v) for v in clip):
+            boxes[element.id] = (float(clip[0]), float(clip[1]), float(clip[2]), float(clip[3]))
+    return boxes
+
+
 def chart_defects(elements: list[Element], canvas: tuple[float, float, float, float]) -> list[Defect]:
     texts = _distinct_texts([e for e in elements if e.role in TEXT_ROLES or e.role == "legend"])
     boxes = [e for e in elements if e.role in ("axes", "legend")]
@@ -207,7 +339,7 @@ def chart_defects(elements: list[Element], canvas: tuple[float, float, float, fl
     found = [
         *_merge_tick_overlaps(overlaps, by_id),
         *legend_over_data(elements),
-        *checks.find_clipped_text(elements, canvas),
+        *checks.find_clipped_text(elements, canvas, clip_boxes=_text_clip_boxes(elements)),
         *checks.find_overflow(boxes, canvas, tol_px=2.0),
         *checks.find_misalignment(axes),
         *checks.find_low_contrast(elements),

@@ -4,6 +4,7 @@
 - ``browser``: the one headless Chromium per process, and loading a local page in it;
 - ``launcher``: starts that Chromium offline, unprivileged and in its own sandbox;
 - ``source``: start-tag and CSS declaration lines, carried into the page before it loads;
+- ``settle.js``: brings the page's animations to rest before it is photographed and measured;
 - ``extract.js``: the in-page extraction of the drawn elements.
 """
 

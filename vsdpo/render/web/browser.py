@@ -12,7 +12,7 @@ what it needs to start. The first launch probes which of those layers the machin
 missing, web renders fail with error kind "sandbox" unless the caller opted in
 (VSDPO_SANDBOX_ALLOW_WEAK=1), and a warning says so once. What the renderer reads from a page is
 read in a JavaScript world of its own (``evaluate_isolated``), whose functions page scripts cannot
-replace.
+replace, once the page is frozen (``freeze_page``): its scripts off, its animations at rest.
 """
 
 from __future__ import annotations
@@ -68,6 +68,11 @@ BACKSTOP_S = 2.0  # past the page's own deadline, the caller stops waiting for t
 
 # page -> (main frame id, DevTools session, isolated world's execution context id)
 _worlds: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Where the isolated world keeps the closed shadow roots that freeze_page hands it.
+CLOSED_ROOTS_GLOBAL = "__vsdpoClosedShadowRoots"
+MAX_CLOSED_SHADOW_ROOTS = 256  # closed roots reached at most (one DevTools call each); more are reported
+# Evaluated in the isolated world by freeze_page; shipped beside this module as package data.
+_SETTLE_JS = Path(__file__).with_name("settle.js").read_text()
 
 
 class BrowserRefused(RuntimeError):
@@ -394,14 +399,9 @@ class _LocalPage:
         return await self.extract(page)
 
 
-async def evaluate_isolated(page: Any, function: str, arg: Any) -> Any:
-    """``(function)(arg)`` evaluated in a JavaScript world of its own on the page's main frame.
-
-    The world shares the page's DOM but none of its JavaScript: prototypes and globals there are the
-    browser's own, so a page script that replaces getBoundingClientRect or getComputedStyle changes
-    nothing the function sees. ``arg`` must be JSON; the value comes back as JSON. The world (and the
-    DevTools session that made it) is made once per document and reused.
-    """
+async def _isolated_world(page: Any) -> tuple[Any, int]:
+    """The page's DevTools session and the execution context id of its isolated world (see
+    ``evaluate_isolated``), made once per document."""
     frame_id, session, context_id = _worlds.get(page, (None, None, None))
     if session is None:
         session = await page.context.new_cdp_session(page)
@@ -414,6 +414,18 @@ async def evaluate_isolated(page: Any, function: str, arg: Any) -> Any:
         )
         context_id = world["executionContextId"]
         _worlds[page] = (frame_id, session, context_id)
+    return session, context_id
+
+
+async def evaluate_isolated(page: Any, function: str, arg: Any) -> Any:
+    """``(function)(arg)`` evaluated in a JavaScript world of its own on the page's main frame.
+
+    The world shares the page's DOM but none of its JavaScript: prototypes and globals there are the
+    browser's own, so a page script that replaces getBoundingClientRect or getComputedStyle changes
+    nothing the function sees. ``arg`` must be JSON; the value comes back as JSON. The world (and the
+    DevTools session that made it) is made once per document and reused.
+    """
+    session, context_id = await _isolated_world(page)
     try:
         reply = await session.send(
             "Runtime.evaluate",
@@ -432,3 +444,88 @@ async def evaluate_isolated(page: Any, function: str, arg: Any) -> Any:
         description = details.get("exception", {}).get("description") or details.get("text")
         raise RuntimeError(f"in-page extraction failed: {description}")
     return reply["result"].get("value")
+
+
+async def freeze_page(page: Any) -> dict[str, int]:
+    """Stop the page in the state it has reached, so that its screenshot and its extraction see one.
+
+    - Page scripts are switched off (``Emulation.setScriptExecutionDisabled``): from here on no timer,
+      event listener, animation frame or observer of the page runs, so nothing the renderer does
+      (a screenshot that resizes, an extraction that scrolls) can make the page move its text between
+      the picture and the description of it. The isolated world still runs: DevTools evaluates there.
+    - Closed shadow roots are handed to the isolated world, the one way to reach them: a page must not
+      hide its drawn text from the checks behind one (see ``_register_closed_shadow_roots``).
+    - Animations and transitions are played to their end, infinite ones cancelled (``settle.js``),
+      in the document, its shadow roots and its same-origin frames: the screenshot shows the end of
+      a finite animation, and the extraction must measure that end, not its start.
+
+    Returns ``{"closed_roots": found, "unreached_roots": left out past MAX_CLOSED_SHADOW_ROOTS}``.
+    """
+    session, _ = await _isolated_world(page)
+    await session.send("Emulation.setScriptExecutionDisabled", {"value": True})
+    found, unreached = await _register_closed_shadow_roots(page)
+    await evaluate_isolated(page, _SETTLE_JS, {"closedRoots": CLOSED_ROOTS_GLOBAL})
+    return {"closed_roots": found, "unreached_roots": unreached}
+
+
+async def _register_closed_shadow_roots(page: Any) -> tuple[int, int]:
+    """Put the page's closed shadow roots in the isolated world's ``CLOSED_ROOTS_GLOBAL`` list.
+
+    ``DOMSnapshot.captureSnapshot`` lists every node of the document and its same-process frames in
+    flat arrays (``DOM.getDocument`` nests them, and a page nested deep enough makes its reply fail),
+    with the kind of shadow root each node lies in. One node of each closed root, resolved in the
+    isolated world, gives the root (``getRootNode``). Children of a host outside any closed root come
+    first; then nodes whose parent lies in a closed root (a closed root nested in another, or merely an
+    element inside one), one per parent, while the bound allows. Returns (roots registered, hosts
+    outside closed roots left past the bound: their content goes unchecked, and the renderer says so).
+    """
+    session, context_id = await _isolated_world(page)
+    snapshot = await session.send("DOMSnapshot.captureSnapshot", {"computedStyles": []})
+    strings = snapshot["strings"]
+    outer: dict[tuple[int, int], int] = {}
+    nested: dict[tuple[int, int], int] = {}
+    for number, document in enumerate(snapshot["documents"]):
+        nodes = document["nodes"]
+        rare = nodes.get("shadowRootType") or {}
+        closed = {
+            i
+            for i, v in zip(rare.get("index", ()), rare.get("value", ()), strict=False)
+            if strings[v] == "closed"
+        }
+        for i in sorted(closed):
+            parent = nodes["parentIndex"][i]
+            (nested if parent in closed else outer).setdefault((number, parent), nodes["backendNodeId"][i])
+    candidates = [*outer.values(), *nested.values()]
+    objects = []
+    for backend_id in candidates[:MAX_CLOSED_SHADOW_ROOTS]:
+        try:
+            node = await session.send(
+                "DOM.resolveNode", {"backendNodeId": backend_id, "executionContextId": context_id}
+            )
+        except Exception:  # noqa: BLE001 - a node of another frame's document: out of this world's reach
+            continue
+        objects.append({"objectId": node["object"]["objectId"]})
+    unreached = max(0, len(outer) - MAX_CLOSED_SHADOW_ROOTS)
+    if not objects:
+        return 0, unreached
+    registered = await session.send(
+        "Runtime.callFunctionOn",
+        {
+            "functionDeclaration": _REGISTER_ROOTS_JS,
+            "executionContextId": context_id,
+            "arguments": objects,
+            "returnByValue": True,
+        },
+    )
+    return int(registered["result"].get("value") or 0), unreached
+
+
+# Called with one node of each closed shadow root: keeps the roots, each once, for the extraction.
+_REGISTER_ROOTS_JS = f"""function (...nodes) {{
+  const roots = (globalThis.{CLOSED_ROOTS_GLOBAL} ||= []);
+  for (const node of nodes) {{
+    const root = node.getRootNode();
+    if (root instanceof ShadowRoot && !roots.includes(root)) roots.push(root);
+  }}
+  return roots.length;
+}}"""

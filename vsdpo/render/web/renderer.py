@@ -10,6 +10,13 @@ the properties a defect is about (see ``DEFECT_PROPERTIES``).
 The extraction runs in a JavaScript world of its own (vsdpo.render.web.browser.evaluate_isolated),
 so page scripts cannot change what it measures; what it returns is still checked field by field
 (``_checked_page``) and the checks run under the render's deadline.
+
+What is measured is what the picture shows. Once loaded, the page is frozen (``freeze_page``: its
+scripts switched off, its animations at their end) and photographed; only then is it measured, so
+that no animation, timer or listener of the page can draw one thing and report another. The
+extraction reaches into shadow roots (closed ones too) and same-origin frames; what it cannot read
+(a painted canvas, a frame of another origin) and what it leaves out (elements past its cap) are
+reported as defects of their own, never passed over as clean.
 """
 
 from __future__ import annotations
@@ -26,9 +33,12 @@ from vsdpo.render import defects as checks
 from vsdpo.render import replies
 from vsdpo.render.types import Defect, Element, RenderResult
 from vsdpo.render.web.browser import (
+    CLOSED_ROOTS_GLOBAL,
+    MAX_CLOSED_SHADOW_ROOTS,
     BrowserRefused,
     canvas_height,
     evaluate_isolated,
+    freeze_page,
     page_screenshot,
     run_local_page,
 )
@@ -52,9 +62,22 @@ TRACKED_PROPERTIES = sorted({prop for props in DEFECT_PROPERTIES.values() for pr
 # Text boxes of two elements must share this much of the smaller one to count as text on text:
 # glyph boxes of tightly set neighbouring lines touch without the letters colliding.
 TEXT_OVERLAP_FRAC = 0.2
+# Text running out of the bottom of its box is an overflow past this share of its font size: glyphs
+# of tightly set lines hang below their box by less.
+SPILL_LINE_FRAC = 0.5
 BLOCK_DISPLAYS = frozenset({"block", "flex", "grid", "list-item", "table", "flow-root"})
 # Evaluated in the page; shipped beside this module as package data.
 _EXTRACT_JS = Path(__file__).with_name("extract.js").read_text()
+# The document's size, which the full-page screenshot covers.
+_PAGE_SIZE_JS = """() => {
+  const doc = document.documentElement, body = document.body;
+  return [Math.max(doc.scrollWidth, body ? body.scrollWidth : 0), Math.max(doc.scrollHeight, body ? body.scrollHeight : 0)];
+}"""
+# Severity of drawn content that no check can see (a painted canvas, the part of a page past the
+# element cap): the most a defect weighs, for whatever it hides is unknown and may be worse.
+UNCHECKED_SEVERITY = 1.0
+# Tags whose drawing no element describes (see extract.js): canvases, frames of another origin, plugins.
+SURFACE_TAGS = frozenset({"canvas", "iframe", "frame", "object", "embed"})
 
 
 def render_web(
@@ -88,15 +111,30 @@ def render_web(
         )
 
     async def extract(page: Any) -> dict[str, Any]:
+        # One state for the picture and its description: the page is frozen (no page script runs
+        # again, animations at their end), photographed, and only then measured.
+        frozen = await freeze_page(page)
+        size = replies.items(await evaluate_isolated(page, _PAGE_SIZE_JS, None), "page size", 2)
+        if len(size) != 2:
+            raise replies.InvalidReply("page size: expected [width, height]")
+        document_height = replies.number(size[1], "page size")
+        # Full page: the document's height (capped); the viewport is left alone so `vh` keeps its meaning.
+        image = await page_screenshot(page, width, height, document_height)
         data = await evaluate_isolated(
             page,
             _EXTRACT_JS,
-            {"lineAttr": LINE_ATTR, "trackedProperties": TRACKED_PROPERTIES, "maxElements": MAX_ELEMENTS},
+            {
+                "lineAttr": LINE_ATTR,
+                "trackedProperties": TRACKED_PROPERTIES,
+                "maxElements": MAX_ELEMENTS,
+                "maxRules": replies.MAX_RULES,
+                "closedRoots": CLOSED_ROOTS_GLOBAL,
+            },
         )
         data = _checked_page(data)
-        # Full page: the document's height (capped); the viewport is left alone so `vh` keeps its meaning.
-        data["image"] = await page_screenshot(page, width, height, data["page"][1])
-        data["canvas"] = (0.0, 0.0, float(width), float(canvas_height(height, data["page"][1])))
+        data["image"] = image
+        data["unreached_roots"] = frozen["unreached_roots"]
+        data["canvas"] = (0.0, 0.0, float(width), float(canvas_height(height, document_height)))
         return data
 
     try:
@@ -181,6 +219,8 @@ def _checked_page(data: Any) -> dict[str, Any]:
         "rules": checked_rules,
         "sheets": checked_sheets,
         "page": [replies.number(v, "page.page") for v in size],
+        "truncated": replies.boolean(data.get("truncated", False), "page.truncated"),
+        "left_out_line": _line(data.get("left_out_line"), "page.left_out_line"),
     }
 
 
@@ -221,6 +261,11 @@ def _checked_item(item: Any, index: int, rule_count: int, at: str) -> dict[str, 
         "display": replies.text(item.get("display") or "inline", f"{at}.display", 64),
         "float": replies.text(item.get("float") or "none", f"{at}.float", 32),
         "scroll": tuple(replies.number(v, f"{at}.scroll") for v in _scroll(item, at)),
+        "surface": bool(item.get("surface")),
+        "painted": _painted(item.get("painted"), f"{at}.painted"),
+        "content_box": None
+        if item.get("content_box") is None
+        else replies.box(item["content_box"], f"{at}.content_box"),
         "css": {
             replies.text(prop, f"{at}.css", 64, optional=False): [
                 replies.integer(ref, f"{at}.css", -1, rule_count - 1)
@@ -229,6 +274,11 @@ def _checked_item(item: Any, index: int, rule_count: int, at: str) -> dict[str, 
             for prop, refs in css.items()
         },
     }
+
+
+def _painted(value: Any, where: str) -> bool | None:
+    """A surface's painted pixels: True, False, or None where the page could not tell."""
+    return None if value is None else replies.boolean(value, where)
 
 
 def _pair(item: dict, key: str, at: str) -> list:
@@ -293,8 +343,37 @@ def _elements_from_page(
                 },
             )
         )
+        if item["surface"] and item["tag"] in SURFACE_TAGS:
+            painted = item["painted"]
+            if painted is None:
+                painted = _painted_in_picture(page["image"], item["content_box"] or box)
+            elements[-1].extra["painted"] = painted
+    if page["truncated"] and elements:
+        elements[0].extra["extraction_truncated"] = True
     canvas = tuple(page["canvas"])
-    return elements, canvas, {"page_width": page["page"][0], "fixed": height is not None}
+    context = {
+        "page_width": page["page"][0],
+        "fixed": height is not None,
+        "truncated": page["truncated"],
+        "left_out_line": page["left_out_line"],
+        "unreached_roots": int(page.get("unreached_roots") or 0),
+    }
+    return elements, canvas, context
+
+
+def _painted_in_picture(image: bytes, box: tuple) -> bool:
+    """Whether the screenshot shows more than one colour inside ``box``: a surface the page cannot
+    read back (a WebGL canvas, a frame of another origin) is judged by what it put on the picture."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    with Image.open(BytesIO(image)) as picture:
+        x0, y0 = max(0, math.floor(box[0])), max(0, math.floor(box[1]))
+        x1, y1 = min(picture.width, math.ceil(box[2])), min(picture.height, math.ceil(box[3]))
+        if x1 <= x0 or y1 <= y0:
+            return False
+        return picture.convert("RGB").crop((x0, y0, x1, y1)).getcolors(maxcolors=1) is None
 
 
 class _CssLineResolver:
@@ -328,19 +407,74 @@ def find_web_defects(
     # Text moved wholly off the left or top edge (text-indent: -9999px) is hidden on purpose.
     placed = [e for e in elements if not (e.bbox[2] <= canvas[0] or e.bbox[3] <= canvas[1])]
     found = [
+        *_painted_surfaces(elements),
         *checks.find_overlaps(elements, should_not_overlap=_should_not_overlap(by_id)),
         *checks.find_clipped_text(placed, canvas, clip_boxes=_clip_boxes(placed, by_id)),
         *_find_overflow(placed, canvas, by_id),
         *checks.find_misalignment(_block_boxes(elements)),
         *checks.find_low_contrast(elements),
     ]
-    return [_narrow_lines(defect, by_id) for defect in found]
+    # First, so that the render's bound on defects never cuts them: the rest is incomplete without them.
+    return _unchecked_parts(elements, context) + [_narrow_lines(defect, by_id) for defect in found]
+
+
+def _painted_surfaces(elements: list[Element]) -> list[Defect]:
+    """Surfaces that paint what no element describes: text drawn on a canvas could overlap, be cut or
+    be unreadable, and no check would see it. A page is never clean for drawing its content there."""
+    return [
+        Defect(
+            kind="overlap",
+            severity=UNCHECKED_SEVERITY,
+            elements=[element.id],
+            lines=list(element.lines),
+            message=f"{element.extra['tag']} {element.id} paints content that no check can see "
+            "(text drawn there is not an element): draw text and shapes as HTML elements",
+        )
+        for element in elements
+        if element.extra.get("painted")
+    ]
+
+
+def _unchecked_parts(elements: list[Element], context: dict[str, Any]) -> list[Defect]:
+    """What the extraction left out, said as a defect rather than passed over as clean: the elements
+    past its cap, and closed shadow roots past the number it reaches."""
+    found = []
+    first = elements[0] if elements else None
+    if context.get("truncated"):
+        left_out = context.get("left_out_line")
+        where = f" from line {left_out} on" if left_out else ""
+        found.append(
+            Defect(
+                kind="overflow",
+                severity=UNCHECKED_SEVERITY,
+                elements=[first.id] if first else [],
+                lines=[left_out] if left_out else (list(first.lines) if first else []),
+                message=f"the page draws more than {MAX_ELEMENTS} elements: the checks stop there, "
+                f"and what it draws{where} is unchecked",
+            )
+        )
+    if context.get("unreached_roots"):
+        found.append(
+            Defect(
+                kind="overflow",
+                severity=UNCHECKED_SEVERITY,
+                elements=[first.id] if first else [],
+                lines=list(first.lines) if first else [],
+                message=f"{context['unreached_roots']} closed shadow roots past the first "
+                f"{MAX_CLOSED_SHADOW_ROOTS}: what they draw is unchecked",
+            )
+        )
+    return found
 
 
 def _should_not_overlap(by_id: dict[str, Element]):
     def rule(a: Element, b: Element) -> bool:
         if a.role == "text" and b.role == "text":
             return _text_rects_overlap(a, b)
+        # A painted canvas over or under a text: one of them hides the other, or the canvas's own
+        # drawing (which no check reads) runs into it.
+        if (a.extra.get("painted") and b.role == "text") or (b.extra.get("painted") and a.role == "text"):
+            return True
         if a.parent != b.parent or "text" in (a.role, b.role):
             return False
         # Siblings in normal flow never overlap unless a margin, offset or fixed size pushes them.
@@ -402,13 +536,15 @@ def _containers(elements: list[Element], by_id: dict[str, Element]) -> dict[str,
         if element.role == "text":
             # A box that clips or scrolls along x (a code block set to scroll) keeps its own text in.
             if "clipped_by" not in element.extra and element.extra["overflow"][0] == "visible":
-                # Glyphs may rise above a tight line box; only a horizontal spill is an overflow.
-                x0, _, x1, _ = element.extra["box"]
+                # Glyphs may rise above a tight line box: a spill upwards is no overflow. Downwards
+                # it is one when the box is too short for its own lines as laid out (its content is
+                # taller than it, and it lets it show): text running out of a box of fixed height.
+                x0, y0, x1, y1 = element.extra["box"]
                 containers[element.id] = (
                     x0,
-                    min(element.bbox[1], element.extra["box"][1]),
+                    min(element.bbox[1], y0),
                     x1,
-                    max(element.bbox[3], element.extra["box"][3]),
+                    y1 if _spills_down(element) else max(element.bbox[3], y1),
                 )
             continue
         parent = by_id.get(element.parent) if element.parent else None
@@ -417,6 +553,17 @@ def _containers(elements: list[Element], by_id: dict[str, Element]) -> dict[str,
         if parent.extra["display"] in BLOCK_DISPLAYS and "visible" in parent.extra["overflow"]:
             containers[element.id] = parent.extra["box"]
     return containers
+
+
+def _spills_down(element: Element) -> bool:
+    """A box whose content reaches more than half a line of its text below its own bottom, shown
+    past it (overflow-y visible): its lines run out of it, over whatever follows. The browser counts
+    the glyphs of lines set tighter than their font (line-height 1 or less) in the content's height;
+    they hang a few pixels below the box, less than half a line, and are no overflow."""
+    _, scroll_h, _, client_h = element.extra["scroll"]
+    font_px = element.extra["font_px"] or 16.0
+    spill = scroll_h - client_h
+    return element.extra["overflow"][1] == "visible" and client_h > 0 and spill > SPILL_LINE_FRAC * font_px
 
 
 def _block_boxes(elements: list[Element]) -> list[Element]:
