@@ -58,6 +58,11 @@ def _severity(value: float) -> float:
     return min(1.0, max(MIN_SEVERITY, float(value)))
 
 
+def _difference(cost: float, lines: list[int], message: str) -> Defect:
+    """A difference that costs its metric ``cost`` (its severity), made at ``lines``."""
+    return Defect(DIFFERENCE, _severity(cost), [], lines, message)
+
+
 def _f1(correct: float, generated: float, reference: float) -> float:
     if not generated or not reference or not correct:
         return 0.0
@@ -144,23 +149,13 @@ def _text_differences(program: str, generated: list[str], reference: list[str]) 
         missing.remove(best)
         cost = _f1(correct + 1, n_gen, n_ref) - base
         message = f"text {wrong!r} should be {best!r}"
-        found.append(Defect(DIFFERENCE, _severity(cost), [], text_lines(program, wrong), message))
+        found.append(_difference(cost, text_lines(program, wrong), message))
     for text in missing:
-        found.append(
-            Defect(
-                DIFFERENCE,
-                _severity(_f1(correct + 1, n_gen + 1, n_ref) - base),
-                [],
-                [],
-                f"text {text!r} is missing",
-            )
-        )
+        found.append(_difference(_f1(correct + 1, n_gen + 1, n_ref) - base, [], f"text {text!r} is missing"))
     for text in extra:
         found.append(
-            Defect(
-                DIFFERENCE,
-                _severity(_f1(correct, n_gen - 1, n_ref) - base),
-                [],
+            _difference(
+                _f1(correct, n_gen - 1, n_ref) - base,
                 text_lines(program, text),
                 f"text {text!r} is not in the target",
             )
@@ -206,30 +201,22 @@ def _type_differences(program: str, generated: dict[str, int], reference: dict[s
     while extra and missing:  # one plotting call where the target has another: a wrong chart type
         drawn, wanted = extra.pop(0), missing.pop(0)
         found.append(
-            Defect(
-                DIFFERENCE,
-                _severity(_f1(correct + 1, n_gen, n_ref) - base),
-                [],
+            _difference(
+                _f1(correct + 1, n_gen, n_ref) - base,
                 call_lines(program, drawn),
                 f"chart type: draws {drawn}, the target draws {wanted}",
             )
         )
     for wanted in missing:
         found.append(
-            Defect(
-                DIFFERENCE,
-                _severity(_f1(correct + 1, n_gen + 1, n_ref) - base),
-                [],
-                [],
-                f"chart type: the target also draws {wanted}",
+            _difference(
+                _f1(correct + 1, n_gen + 1, n_ref) - base, [], f"chart type: the target also draws {wanted}"
             )
         )
     for drawn in extra:
         found.append(
-            Defect(
-                DIFFERENCE,
-                _severity(_f1(correct, n_gen - 1, n_ref) - base),
-                [],
+            _difference(
+                _f1(correct, n_gen - 1, n_ref) - base,
                 call_lines(program, drawn),
                 f"chart type: draws {drawn}, which the target does not",
             )
@@ -251,15 +238,7 @@ def _layout_differences(program: str, generated: list[dict], reference: list[dic
         or call_lines(program, "subplot")
         or call_lines(program, "add_subplot")
     )
-    return [
-        Defect(
-            DIFFERENCE,
-            _severity(cost),
-            [],
-            lines,
-            f"subplot grid {show(ours)}, the target's is {show(theirs)}",
-        )
-    ]
+    return [_difference(cost, lines, f"subplot grid {show(ours)}, the target's is {show(theirs)}")]
 
 
 def _group_colors(entries: list[str]) -> dict[str, list[str]]:
@@ -300,22 +279,16 @@ def _color_differences(program: str, generated: list[str], reference: list[str])
             lines = color_lines(program, drawn) or call_lines(program, function)
             cost = _f1(total - similarity + 1, n_gen, n_ref) - base
             found.append(
-                Defect(
-                    DIFFERENCE,
-                    _severity(cost),
-                    [],
-                    lines,
-                    f"{function} colour {color_name(drawn)} should be {color_name(wanted)}",
+                _difference(
+                    cost, lines, f"{function} colour {color_name(drawn)} should be {color_name(wanted)}"
                 )
             )
         for j, wanted in enumerate(theirs[key]):
             if j not in {col for _, col, _ in pairs}:
                 cost = _f1(total + 1, n_gen + 1, n_ref) - base
                 found.append(
-                    Defect(
-                        DIFFERENCE,
-                        _severity(cost),
-                        [],
+                    _difference(
+                        cost,
                         call_lines(program, function),
                         f"{function}: the target has one more series, in {color_name(wanted)}",
                     )
@@ -324,10 +297,8 @@ def _color_differences(program: str, generated: list[str], reference: list[str])
         function = _plot_function(key)
         for wanted in theirs[key]:
             found.append(
-                Defect(
-                    DIFFERENCE,
-                    _severity(_f1(total + 1, n_gen + 1, n_ref) - base),
-                    [],
+                _difference(
+                    _f1(total + 1, n_gen + 1, n_ref) - base,
                     [],
                     f"the target draws {function} in {color_name(wanted)}",
                 )
@@ -352,21 +323,15 @@ def page_differences(program: str, generated: list, reference: list, matches: li
     for j, block in enumerate(reference):
         if j not in matched_ref:
             found.append(
-                Defect(
-                    DIFFERENCE,
-                    _severity(area(block) / total_area),
-                    [],
-                    [],
-                    f"text block {block.text[:60]!r} of the target is missing",
+                _difference(
+                    area(block) / total_area, [], f"text block {block.text[:60]!r} of the target is missing"
                 )
             )
     for i, block in enumerate(generated):
         if i not in matched_gen:
             found.append(
-                Defect(
-                    DIFFERENCE,
-                    _severity(area(block) / total_area),
-                    [],
+                _difference(
+                    area(block) / total_area,
                     text_lines(program, block.text),
                     f"text block {block.text[:60]!r} is not in the target",
                 )
@@ -376,12 +341,8 @@ def page_differences(program: str, generated: list, reference: list, matches: li
         lines = text_lines(program, ours.text)
         if similarity < 1.0:
             found.append(
-                Defect(
-                    DIFFERENCE,
-                    _severity((1 - similarity) / n),
-                    [],
-                    lines,
-                    f"text {ours.text[:60]!r} should be {theirs.text[:60]!r}",
+                _difference(
+                    (1 - similarity) / n, lines, f"text {ours.text[:60]!r} should be {theirs.text[:60]!r}"
                 )
             )
         dx = (theirs.bbox[0] + theirs.bbox[2] / 2) - (ours.bbox[0] + ours.bbox[2] / 2)
@@ -396,22 +357,14 @@ def page_differences(program: str, generated: list, reference: list, matches: li
                 if abs(v) > MOVED
             )
             found.append(
-                Defect(
-                    DIFFERENCE,
-                    _severity(max(abs(dx), abs(dy)) / n),
-                    [],
-                    lines,
-                    f"text {ours.text[:40]!r} should sit {where}",
-                )
+                _difference(max(abs(dx), abs(dy)) / n, lines, f"text {ours.text[:40]!r} should sit {where}")
             )
         color = color_similarity(ours.color, theirs.color)
         if color < SAME_COLOR:
             to_hex = lambda rgb: "#{:02X}{:02X}{:02X}".format(*(int(round(c)) for c in rgb))
             found.append(
-                Defect(
-                    DIFFERENCE,
-                    _severity((1 - color) / n),
-                    [],
+                _difference(
+                    (1 - color) / n,
                     lines,
                     f"text {ours.text[:40]!r} colour {to_hex(ours.color)} should be {color_name(to_hex(theirs.color))}",
                 )

@@ -27,6 +27,7 @@ from vsdpo.train.scoring import RenderPool
 from vsdpo.train.warmstart import repair_examples
 
 from ..conftest import CHROMIUM
+from .scripted import TemplateProcessor
 
 REFERENCE = """import matplotlib.pyplot as plt
 
@@ -218,21 +219,6 @@ def test_teacher_gain_is_split_three_ways_on_a_scripted_policy(monkeypatch):
             prompt = next(p for p in references if text.startswith(p))
             answers.append(references[prompt] if text != prompt else first[prompt])
         return [(torch.tensor(list(answer.encode())), None) for answer in answers]
-
-    class ByteTokenizer:
-        all_special_ids: list[int] = []
-
-        def convert_ids_to_tokens(self, ids):
-            return [chr(i) for i in ids]
-
-        def decode(self, ids, skip_special_tokens=True):
-            return bytes(ids).decode()
-
-    class TemplateProcessor:
-        tokenizer = ByteTokenizer()
-
-        def apply_chat_template(self, messages, add_generation_prompt=True, tokenize=False):
-            return messages[0]["content"][-1]["text"]
 
     monkeypatch.setattr(generate, "sample", fake_sample)
     config = load_config(None, {"eval.samples": 1, "data.prompt_image": "false"})

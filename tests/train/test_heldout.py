@@ -20,6 +20,7 @@ from vsdpo.train.model import load_policy
 from vsdpo.train.scoring import RenderPool
 from vsdpo.train.warmstart import cache_key, warm_start
 
+from .scripted import TemplateProcessor
 from .tiny_run import tiny_config
 
 
@@ -95,21 +96,6 @@ def test_teacher_gain_of_a_policy_that_repairs_from_feedback(tmp_path, monkeypat
     def fake_sample(model, processor, prompts, images, rollout_config, generator=None):
         answers = [task.reference if "Your program failed" in text else broken for text in prompts]
         return [(torch.tensor(list(answer.encode())), None) for answer in answers]
-
-    class ByteTokenizer:
-        all_special_ids: list[int] = []
-
-        def convert_ids_to_tokens(self, ids):
-            return [chr(i) for i in ids]
-
-        def decode(self, ids, skip_special_tokens=True):
-            return bytes(ids).decode()
-
-    class TemplateProcessor:
-        tokenizer = ByteTokenizer()
-
-        def apply_chat_template(self, messages, add_generation_prompt=True, tokenize=False):
-            return messages[0]["content"][-1]["text"]
 
     monkeypatch.setattr(generate, "sample", fake_sample)
     config = load_config(None, {"eval.samples": 2, "data.prompt_image": "false"})
