@@ -51,8 +51,8 @@ CHAT_TEMPLATE = (
 
 
 def _tokenizer_corpus(count: int = 400) -> list[str]:
+    from vsdpo.feedback.teacher_context import template_corpus
     from vsdpo.tasks.charts import builtin_chart_tasks
-    from vsdpo.teacher_context import template_corpus
 
     texts = []
     for task in builtin_chart_tasks(count, seed=12345):

@@ -18,13 +18,13 @@ from datasets import Dataset  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from tests.hf_checkpoints import load_processor  # noqa: E402
+from vsdpo.feedback.teacher_context import IMAGE_PLACEHOLDER, TeacherContext  # noqa: E402
 from vsdpo.integrations.trl import (  # noqa: E402
     VisualSDPOConfig,
     VisualSDPOTrainer,
     decode_with_spans,
     prompt_with_feedback,
 )
-from vsdpo.teacher_context import IMAGE_PLACEHOLDER, TeacherContext  # noqa: E402
 
 MAX_COMPLETION = 64
 PROGRAMS = [
@@ -215,7 +215,7 @@ def test_options_the_fused_loss_cannot_express(qwen3_folder, tmp_path):
 def test_distillation_trains_two_steps_on_a_vision_language_model(qwen3_vl_folder, tmp_path):
     from PIL import Image
 
-    from vsdpo.rewards import VisualReward
+    from vsdpo.feedback.rewards import VisualReward
 
     dataset = Dataset.from_dict(
         {"prompt": PROMPTS, "image": [Image.new("RGB", (96, 64), color) for color in ("white", "navy")]}

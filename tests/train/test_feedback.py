@@ -8,14 +8,14 @@ import random
 import pytest
 import torch
 
-from vsdpo import differences as diff
 from vsdpo.compare import against_baseline, first_step_reaching
-from vsdpo.credit import token_credit
+from vsdpo.feedback import differences as diff
+from vsdpo.feedback.credit import token_credit
+from vsdpo.feedback.rewards import VisualReward
+from vsdpo.feedback.teacher_context import teacher_context
 from vsdpo.render import render
 from vsdpo.render.types import Defect, RenderResult
-from vsdpo.rewards import VisualReward
 from vsdpo.tasks import Task, builtin_chart_tasks
-from vsdpo.teacher_context import teacher_context
 from vsdpo.train import generate
 from vsdpo.train.batch import credit_matrix
 from vsdpo.train.config import load_config

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
+from vsdpo.feedback.rewards import Assessment, VisualReward
+from vsdpo.feedback.teacher_context import IMAGE_PLACEHOLDER, teacher_context
 from vsdpo.render import Defect, RenderResult
-from vsdpo.rewards import Assessment, VisualReward
 from vsdpo.tasks import Task
-from vsdpo.teacher_context import IMAGE_PLACEHOLDER, teacher_context
 from vsdpo.tiny import build_tiny, build_tokenizer
 from vsdpo.train import checkpoint, logs, train
 from vsdpo.train.config import ConfigError, load_config

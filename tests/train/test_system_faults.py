@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from tests.render.test_hostile_replies import FORGED_CHARTS, forge
+from vsdpo.feedback.rewards import VisualReward
 from vsdpo.render import RenderResult, render, render_retrying
-from vsdpo.rewards import VisualReward
 from vsdpo.tasks import Task
 from vsdpo.train import scoring
 from vsdpo.train.batch import GroupBatch, credit_matrix
@@ -135,7 +135,7 @@ def test_a_system_fault_contributes_nothing_to_the_loss(monkeypatch):
 
 
 def _assessment(code):
-    from vsdpo.rewards import Assessment
+    from vsdpo.feedback.rewards import Assessment
 
     return Assessment(float(code), differences=())
 

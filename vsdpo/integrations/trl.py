@@ -4,7 +4,7 @@ A TRL user changes one class::
 
     from trl import GRPOConfig
     from vsdpo.integrations.trl import VisualSDPOConfig, VisualSDPOTrainer
-    from vsdpo.rewards import VisualReward
+    from vsdpo.feedback.rewards import VisualReward
 
     trainer = VisualSDPOTrainer(  # was: GRPOTrainer(
         model="Qwen/Qwen3-VL-8B-Instruct",
@@ -23,8 +23,8 @@ What it changes in ``GRPOTrainer``, method by method, and nothing else:
   metrics (``entropy``, ``kl``, ``clip_ratio/*``). Options the kernel cannot express (listed by
   ``unsupported_options``) fall back to TRL's own loss when distillation is off.
 - ``_calculate_rewards``: after TRL's rewards, each completion's program is rendered
-  (``vsdpo.render.render``); the render gives the teacher's feedback (``vsdpo.teacher_context``) and
-  the credit of the completion's tokens (``vsdpo.credit.token_credit``).
+  (``vsdpo.render.render``); the render gives the teacher's feedback (``vsdpo.feedback.teacher_context``) and
+  the credit of the completion's tokens (``vsdpo.feedback.credit.token_credit``).
 - ``_generate_and_score_completions``: the batch also carries each completion's teacher prompt and
   credit, so that TRL's shuffling and splitting into micro-batches keep them with their completion.
 
@@ -49,10 +49,15 @@ from trl.data_utils import is_conversational
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import nanmax, nanmin
 
-from vsdpo.credit import extract_code, token_credit
+from vsdpo.feedback.credit import extract_code, token_credit
+from vsdpo.feedback.rewards import VisualReward
+from vsdpo.feedback.teacher_context import (
+    FEEDBACK_MODES,
+    IMAGE_PLACEHOLDER,
+    teacher_context,
+    told_differences,
+)
 from vsdpo.render import ARTIFACT_KINDS, render_retrying
-from vsdpo.rewards import VisualReward
-from vsdpo.teacher_context import FEEDBACK_MODES, IMAGE_PLACEHOLDER, teacher_context, told_differences
 from vsdpo_kernels import SDPOLossConfig, fused_linear_sdpo_loss, linear_logprobs
 
 __all__ = ["VisualSDPOConfig", "VisualSDPOTrainer", "decode_with_spans", "prompt_with_feedback"]
@@ -245,7 +250,7 @@ class VisualSDPOTrainer(GRPOTrainer):
         return {"teacher_prompt": teacher_prompts, "credit": credit, "system_fault": system_faults}
 
     def _differences(self, result, program: str, reference: str | None, kind: str):
-        """How the render differs from the row's reference (vsdpo.differences), as the teacher is told
+        """How the render differs from the row's reference (vsdpo.feedback.differences), as the teacher is told
         of it under ``sdpo.feedback``; None without a comparison."""
         if self.sdpo.feedback != "compare" or not reference or not result.ok:
             return None

@@ -9,7 +9,7 @@ What goes where, with a chat template (the processor's or the tokenizer's)::
 
 The prompt's images open the user's turn (one ``{"type": "image"}`` part each, before the text), the
 feedback continues the user's turn after the task text (so it should start with a separator such as
-a blank line; ``vsdpo.teacher_context`` writes it that way), and the template's closing of the turn
+a blank line; ``vsdpo.feedback.teacher_context`` writes it that way), and the template's closing of the turn
 and its assistant header become ``generation_prompt_ids``, seen by student and teacher alike. The
 template is rendered once with a marker after the prompt text and cut there, so any template that
 places the user's text verbatim works.

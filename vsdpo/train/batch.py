@@ -1,10 +1,10 @@
 """The group batch: one prompt's G rollouts as the model and the loss read them.
 
 ``build_group`` tokenizes the prompt (with its target image), the sampled responses and, when
-distillation is on, each rollout's teacher context (vsdpo.teacher_context) into a
+distillation is on, each rollout's teacher context (vsdpo.feedback.teacher_context) into a
 ``vsdpo.sharing.RolloutGroup``. ``GroupBatch.build`` then lays the per-token tensors the loss needs
 — sampled ids, behaviour log-probs, the response mask with crashed rollouts masked out, the token
-credit (vsdpo.credit) and the advantages — on the width of the hidden states.
+credit (vsdpo.feedback.credit) and the advantages — on the width of the hidden states.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from vsdpo.credit import token_credit
+from vsdpo.feedback.credit import token_credit
+from vsdpo.feedback.teacher_context import TeacherContext, teacher_context, told_differences
 from vsdpo.sharing import RolloutGroup
-from vsdpo.teacher_context import TeacherContext, teacher_context, told_differences
 from vsdpo.train.generate import Rollout
 from vsdpo_kernels import LossInputs
 

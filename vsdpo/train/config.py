@@ -36,7 +36,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from vsdpo.rewards import COMPONENTS
+from vsdpo.feedback.rewards import COMPONENTS
 from vsdpo_kernels import SDPOLossConfig
 
 # Shipped inside the package (package data), so that an installed vsdpo finds them by name.
@@ -164,7 +164,7 @@ class RolloutConfig(Section):
 class RewardConfig(Section):
     weights: dict[str, float] = Field(
         default_factory=dict,
-        description="weights of vsdpo.rewards' components: executable, similarity, defects, layout",
+        description="weights of vsdpo.feedback.rewards' components: executable, similarity, defects, layout",
     )
     funcs: list[str] = Field(
         default_factory=list,
@@ -209,7 +209,7 @@ class AlgorithmConfig(Section):
     teacher_image: bool = Field(True, description="the render image in the teacher's feedback")
     feedback: Literal["compare", "defects"] = Field(
         "compare",
-        description="the teacher's feedback on a program that ran: compare, how its render differs from the target (texts, chart types, colours, layout; vsdpo.differences) and its defects, the differences also credited; defects, its layout defects only (the paper's template)",
+        description="the teacher's feedback on a program that ran: compare, how its render differs from the target (texts, chart types, colours, layout; vsdpo.feedback.differences) and its defects, the differences also credited; defects, its layout defects only (the paper's template)",
     )
     credit_alpha: float = Field(
         1.0, ge=0, description="credit weight 1 + alpha * severity on the tokens behind a defect"

@@ -3,8 +3,8 @@
 At step 0, every ``eval.every`` steps and at the end, each held-out task gets ``eval.samples`` first
 attempts, sampled from a fixed seed (the training's random state is saved and restored around it, so
 evaluating never changes the run). Each attempt is rendered in the sandbox and scored with the task
-kind's visual reward (vsdpo.rewards; the user's ``reward.funcs`` are left out: this is the task's own
-measure). With ``eval.teacher_gain``, every first attempt's feedback (vsdpo.teacher_context, exactly
+kind's visual reward (vsdpo.feedback.rewards; the user's ``reward.funcs`` are left out: this is the task's own
+measure). With ``eval.teacher_gain``, every first attempt's feedback (vsdpo.feedback.teacher_context, exactly
 the teacher's context in training) is appended to its prompt and a second attempt is sampled: the
 mean reward of the second attempts minus that of the first is the *teacher gain*, the precondition
 of self-distillation (a teacher that does no better given the feedback has nothing to teach). It is
@@ -19,8 +19,8 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from vsdpo.feedback.teacher_context import teacher_context, told_differences
 from vsdpo.tasks import load_tasks
-from vsdpo.teacher_context import teacher_context, told_differences
 from vsdpo.train import distributed
 from vsdpo.train.config import ConfigError
 from vsdpo.train.data import TaskSet, with_target_images

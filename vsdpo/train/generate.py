@@ -16,7 +16,7 @@ import torch
 from transformers import LogitsProcessorList
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from vsdpo.credit import extract_code
+from vsdpo.feedback.credit import extract_code
 from vsdpo.render import RenderResult
 from vsdpo.tasks import Task
 from vsdpo.train import distributed

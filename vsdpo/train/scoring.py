@@ -1,4 +1,4 @@
-"""Scoring: every rollout's program rendered in the sandbox, its reward (vsdpo.rewards plus any
+"""Scoring: every rollout's program rendered in the sandbox, its reward (vsdpo.feedback.rewards plus any
 user reward callables), and the group-normalised advantages of GRPO.
 
 A render that fails by a fault of the system (``RenderResult.fault == "system"``: a lost worker, a
@@ -16,8 +16,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 
+from vsdpo.feedback.rewards import RewardConfig, VisualReward
 from vsdpo.render import RenderResult, render_retrying
-from vsdpo.rewards import RewardConfig, VisualReward
 from vsdpo.train.generate import Rollout
 
 log = logging.getLogger("vsdpo.train")
@@ -81,7 +81,7 @@ def visual_reward(config) -> VisualReward:
 
 
 def rollout_rewards(rollouts: list[Rollout], config, render_pool: RenderPool) -> list[float | None]:
-    """Each rendered rollout's reward from vsdpo.rewards; None where it could not be computed (its
+    """Each rendered rollout's reward from vsdpo.feedback.rewards; None where it could not be computed (its
     sandbox died, say), which also marks the rollout crashed: a warning, and no loss on it."""
     reward = visual_reward(config)
 

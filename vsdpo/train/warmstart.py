@@ -9,7 +9,7 @@ Two supervised stages on the training tasks' reference programs:
    fail, half run but draw something else) and sampled from the model of stage 1 itself; each is
    rendered for real in the sandbox and scored against the task's reference, and its feedback —
    error text and lines, or the differences from the target and the defects, with the render — is
-   built by vsdpo.teacher_context, exactly as the teacher sees it in training. The references
+   built by vsdpo.feedback.teacher_context, exactly as the teacher sees it in training. The references
    themselves come too, with their own feedback ("It matches the target"), so that the teacher
    learns to keep a program that is right. ``warmstart.repair_steps`` steps then train on a
    half-and-half mix of first attempts and repairs (task + feedback -> reference), so that the model
@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from vsdpo.feedback.teacher_context import teacher_context, told_differences
 from vsdpo.tasks import builtin_chart_tasks
-from vsdpo.teacher_context import teacher_context, told_differences
 from vsdpo.tiny import config_key
 from vsdpo.train.corrupt import corrupt
 from vsdpo.train.data import TaskSet, cache_dir, with_target_images

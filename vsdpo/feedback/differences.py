@@ -11,7 +11,7 @@ lines that made the element where the source shows them.
 A difference's severity is what it costs: the rise of its metric's F1 (chart) or score (page) were
 that difference alone fixed, clipped to [0.05, 1]. Differences never enter the reward's ``defects``
 term (the reward already pays for them through ``similarity``); they feed the teacher's feedback
-(vsdpo.teacher_context) and the credit weights (vsdpo.credit), so that credit reaches the lines
+(vsdpo.feedback.teacher_context) and the credit weights (vsdpo.feedback.credit), so that credit reaches the lines
 behind content errors too.
 
 Provenance is read from the program's source: the line that spells a text, a colour (any spelling

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 
 import vsdpo.render
-from vsdpo import rewards
+from vsdpo.feedback import rewards
+from vsdpo.feedback.rewards import RewardConfig, VisualReward, combine
 from vsdpo.render.types import Defect, RenderResult
-from vsdpo.rewards import RewardConfig, VisualReward, combine
 
 
 def rendered(*severities: float, ok: bool = True) -> RenderResult:

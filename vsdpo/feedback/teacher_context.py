@@ -25,7 +25,7 @@ when the program ran (``No defects found.`` when the list is empty), and::
 when it failed. ``<image>`` stands for the model's image placeholder
 (``<|vision_start|><|image_pad|><|vision_end|>`` for Qwen-VL), expanded by the processor.
 
-With ``differences`` (vsdpo.differences: how the render differs from the task's target, as the
+With ``differences`` (vsdpo.feedback.differences: how the render differs from the task's target, as the
 reward computed it), a program that ran is also told what to change, worst first, before its layout
 defects; the teacher then knows what the student cannot see (a colour shown only in the target
 image, a wrong text, another chart type)::
@@ -121,7 +121,7 @@ def teacher_context(
     max_program_chars: int = 2000,
 ) -> TeacherContext:
     """Build the feedback for one rollout from its ``RenderResult``, its program text and, when it was
-    compared with its target, its ``differences`` (``Defect``s of vsdpo.differences; None: not compared)."""
+    compared with its target, its ``differences`` (``Defect``s of vsdpo.feedback.differences; None: not compared)."""
     images = []
     if result.ok:
         body = ["Your program ran."]

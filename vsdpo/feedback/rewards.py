@@ -15,7 +15,7 @@ Default weights per kind are in :data:`DEFAULT_WEIGHTS`.
 
 Two interfaces: :class:`VisualReward` is a TRL reward function,
 ``reward_fn(prompts, completions, **columns) -> list[float]``, which extracts the program from each
-completion (see :func:`vsdpo.credit.extract_code`), renders it and scores it; and
+completion (see :func:`vsdpo.feedback.credit.extract_code`), renders it and scores it; and
 :meth:`VisualReward.score_rendered` takes programs already rendered (``RenderResult``s), as the
 trainer has them. :func:`combine` sums weighted reward functions into one.
 """
@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from vsdpo.credit import extract_code
+from vsdpo.feedback.credit import extract_code
 from vsdpo.render.types import ARTIFACT_KINDS, Defect, RenderResult
 
 RewardFunction = Callable[..., list[float]]
@@ -84,7 +84,7 @@ def _similarity(kind: str, code: str, reference: str | None, timeout_s: float):
 def _differences(score, code: str) -> tuple[Defect, ...] | None:
     """How the render differs from the target, from the score object the similarity came from; None
     when the scorer could not compare (the program failed under the benchmark's run, say)."""
-    from vsdpo import differences
+    from vsdpo.feedback import differences
 
     if not score.ok:
         return None
@@ -98,7 +98,7 @@ def _differences(score, code: str) -> tuple[Defect, ...] | None:
 @dataclass(frozen=True)
 class Assessment:
     """One rollout's reward, the components it was made of, and how its render differs from the target
-    (``Defect``s of kind ``difference``; vsdpo.differences), for the teacher's feedback and the credit."""
+    (``Defect``s of kind ``difference``; vsdpo.feedback.differences), for the teacher's feedback and the credit."""
 
     reward: float
     components: dict[str, float] = field(default_factory=dict)
@@ -146,7 +146,7 @@ def _completion_text(completion: Any) -> str:
 
 
 class VisualReward:
-    """The reward of :mod:`vsdpo.rewards` as a TRL reward function.
+    """The reward of :mod:`vsdpo.feedback.rewards` as a TRL reward function.
 
     Dataset columns used when present (one value per completion, as TRL passes them): ``reference``
     (the reference program or page), ``kind`` (overrides ``config.kind`` per row), ``slide``.

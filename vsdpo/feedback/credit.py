@@ -15,7 +15,7 @@ them: at ``\\r\\n``, ``\\r`` and ``\\n``.
 
 For a failed run the error lines count as one defect of severity 1 (:data:`ERROR_SEVERITY`): an
 exception is the strongest defect there is, and the renderer's severities lie in (0, 1]. The
-render's differences from its target (vsdpo.differences), when given, count as defects too: credit
+render's differences from its target (vsdpo.feedback.differences), when given, count as defects too: credit
 then reaches the lines behind a wrong colour, text or chart type, not only those behind layout flaws.
 """
 

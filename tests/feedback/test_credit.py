@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from vsdpo.credit import extract_code, token_credit
+from vsdpo.feedback.credit import extract_code, token_credit
 from vsdpo.render.types import Defect, RenderResult
 
 
