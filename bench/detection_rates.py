@@ -10,7 +10,7 @@ on a line of its own (right before the program's ``plt.savefig``; right after th
 
 - **found**: injected defects reported with their kind on the injected line;
 - **references flagged**: untouched programs and pages with any defect at all (their defects are
-  listed; many are real, such as grey text below WCAG contrast).
+  listed; many are real, such as white labels on pale bars, below 3:1 contrast).
 
 ``--replies`` measures instead what the chart replies' check against the picture
 (``vsdpo.render.chart.renderer.check_reply_against_picture``) makes of honest replies: every
@@ -116,8 +116,8 @@ def measure(kind: str, sources: list[Path], defects: dict[str, str], inject, **o
         "sources": [s.name for s in sources],
         "references_failed": failed,
         "references_flagged": len(flagged),
-        # WCAG contrast is the one check real pages and charts fail by design (grey footers, white
-        # labels on pale bars): the share flagged for anything else is reported beside it.
+        # Contrast is the one check real pages and charts fail by design (pale footers, white labels
+        # on pale bars): the share flagged for anything else is reported beside it.
         "references_flagged_without_low_contrast": sum(
             any(not d.startswith("low_contrast") for d in defects) for defects in flagged.values()
         ),

@@ -84,10 +84,22 @@ def test_misalignment_near_miss_only():
         assert find_misalignment([top, twin]) == []
 
 
-def test_low_contrast_with_large_text_threshold():
+def test_low_contrast_flags_text_below_three_to_one():
+    pale = text("pale", (0, 0, 10, 10), [9], color="#b0b0b0", background="#ffffff")  # 2.2:1
+    (defect,) = find_low_contrast([pale])
+    assert defect.kind == "low_contrast" and defect.lines == [9] and "below 3:1" in defect.message
+    # Grey at 3.95:1 (matplotlib's "gray") and link blue at 3.8:1 are read by everyone.
+    gray = text("gray", (0, 0, 10, 10), [9], color="#808080", background="#ffffff")
+    link = text("link", (0, 0, 10, 10), [9], color="#0086e3", background="#ffffff")
+    assert find_low_contrast([gray, link]) == []
+    with pytest.raises(ValueError, match="level"):
+        find_low_contrast([pale], level="AAA")
+
+
+def test_low_contrast_at_wcag_aa_with_large_text_threshold():
     grey = text("grey", (0, 0, 10, 10), [9], color="#949494", background="#ffffff")  # about 3:1
-    (defect,) = find_low_contrast([grey])
-    assert defect.kind == "low_contrast" and defect.lines == [9]
+    (defect,) = find_low_contrast([grey], level="AA")
+    assert defect.kind == "low_contrast" and defect.lines == [9] and "below 4.5:1" in defect.message
     large = text("large", (0, 0, 10, 10), [9], color="#949494", background="#ffffff", extra={"font_px": 32})
     bold = text(
         "bold",
@@ -99,7 +111,7 @@ def test_low_contrast_with_large_text_threshold():
     )
     dark = text("dark", (0, 0, 10, 10), [9], color="#333333", background="#ffffff")
     unknown = text("unknown", (0, 0, 10, 10), [9], color="#eeeeee")
-    assert find_low_contrast([large, bold, dark, unknown]) == []
+    assert find_low_contrast([large, bold, dark, unknown], level="AA") == []
 
 
 def test_detect_all_collects_every_kind():

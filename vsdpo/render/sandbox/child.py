@@ -5,13 +5,15 @@ worker's template, a process that holds the preloaded libraries and nothing of a
 (vsdpo.render.sandbox.worker):
 
 - the *holder*, forked as the first process (the init) of a new PID namespace: it leaves the
-  worker's session, makes the job's network, IPC, UTS and mount namespaces and its allow-listed
-  root (vsdpo.render.sandbox.filesystem) with the namespace's own /proc, forks the job and reaps.
-  When the job ends, it kills and reaps whatever the job left running (daemons included), sends the
-  job's exit status to the worker, and ends, which ends the namespace;
+  worker's session, opens where the job's memory cgroup will be (vsdpo.render.sandbox.memory), makes
+  the job's network, IPC, UTS and mount namespaces and its allow-listed root
+  (vsdpo.render.sandbox.filesystem) with the namespace's own /proc, forks the job and reaps. When the
+  job ends, it kills and reaps whatever the job left running (daemons included), removes the job's
+  cgroup, sends the job's exit status to the worker, and ends, which ends the namespace;
 - the *job*: waits for its one job, imports the entry (trusted code, still as root), then gives up
-  everything it can before the call: resource limits, a scrubbed environment, a fresh uid with no
-  capability, no_new_privs, the seccomp filter (vsdpo.render.sandbox.privileges). It writes which
+  everything it can before the call: resource limits (the memory of all its processes together in
+  the cgroup, where the host has one), a scrubbed environment, a fresh uid with no capability,
+  no_new_privs, the seccomp filter (vsdpo.render.sandbox.privileges). It writes which
   layers it got on a pipe that it closes before the program starts, and refuses to run the program if
   one is missing, unless the caller opted in to a weaker sandbox.
 
@@ -37,7 +39,7 @@ import tempfile
 import traceback
 from typing import Any
 
-from vsdpo.render.sandbox import filesystem, privileges
+from vsdpo.render.sandbox import filesystem, memory, privileges
 from vsdpo.render.sandbox.channel import pack_reply
 
 CLONE_NEWNS = 0x00020000
@@ -64,6 +66,8 @@ LAYERS = (
     "pid_namespace",
     "private_filesystem",
 )
+# "memory_cgroup" is reported too where the host has a memory cgroup to write
+# (vsdpo.render.sandbox.memory), and not required: without it each process is bound by its address space.
 ALLOW_WEAK_ENV = "VSDPO_SANDBOX_ALLOW_WEAK"
 # The size of the job's tmpfs before its job arrives; a job asking for another size gets it resized.
 DEFAULT_DISK_BYTES = 256 << 20
@@ -195,6 +199,7 @@ class JobSetup:
         self.syscalls = syscalls
         self.layers: set[str] = set()
         self.notes: list[str] = []
+        self.cgroup: memory.JobCgroup | None = None
 
     def hold(self) -> None:
         """Body of the holder (see the module's docstring); never returns."""
@@ -208,6 +213,11 @@ class JobSetup:
         if not in_namespace and os.getppid() != self.parent_pid:
             os._exit(0)
         os.setsid()
+        if self.privileged and in_namespace:
+            try:
+                self.cgroup = memory.JobCgroup.prepare(self.worker_pid)
+            except OSError as error:
+                self.notes.append(f"memory_cgroup: {error}")
         self._make_namespaces(in_namespace)
         if in_namespace:
             if "private_filesystem" in self.layers:  # its /proc is the namespace's own already
@@ -259,6 +269,13 @@ class JobSetup:
                 status = raw
                 with contextlib.suppress(ProcessLookupError):  # none left is the usual case
                     os.kill(-1, signal.SIGKILL)  # every other process of the namespace
+        if self.cgroup is not None:
+            # The kernel's OOM killer sends SIGKILL: the job ran out of the memory of its cgroup.
+            killed = status is not None and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+            if killed and self.cgroup.out_of_memory_kills():
+                status = EXIT_OUT_OF_MEMORY << 8
+            self.cgroup.remove()
+            self.cgroup.close()
         # Sent once nothing of the job runs any more: the worker may answer at once, while this
         # process and the namespace are still being torn down.
         os.write(status_fd, struct.pack("<i", status if status is not None else 0))
@@ -282,6 +299,7 @@ class JobSetup:
         os.environ.update(SAFE_ENV, HOME=workdir, TMPDIR=workdir, MPLCONFIGDIR=workdir)
         tempfile.tempdir = workdir
         _set_limits(job["limits"])
+        self._limit_cgroup(job["limits"])
         self._give_up_privileges(uid)
         missing = [layer for layer in LAYERS if layer not in self.layers]
         # Written and closed before any untrusted code runs: the program cannot change it.
@@ -310,6 +328,22 @@ class JobSetup:
         if uid is not None:
             os.chown(workdir, uid, uid)
         return workdir
+
+    def _limit_cgroup(self, limits: dict[str, Any]) -> None:
+        """Bound the memory of all of the job's processes: ``memory_bytes`` and, since the pages of its
+        tmpfs are charged too, ``disk_bytes``. The descriptor it is made through is closed here."""
+        if self.cgroup is None:
+            return
+        try:
+            if limits.get("memory_bytes"):
+                disk = limits.get("disk_bytes") or DEFAULT_DISK_BYTES
+                self.cgroup.enter(int(limits["memory_bytes"]) + int(disk))
+                self.layers.add("memory_cgroup")
+        except OSError as error:
+            self.notes.append(f"memory_cgroup: {error}")
+        finally:
+            self.cgroup.close()
+            self.cgroup = None
 
     def _give_up_privileges(self, uid: int | None) -> None:
         if uid is not None:

@@ -43,7 +43,7 @@ import sys
 import time
 from typing import Any
 
-from vsdpo.render.sandbox import filesystem
+from vsdpo.render.sandbox import filesystem, memory
 from vsdpo.render.sandbox.channel import receive, send
 from vsdpo.render.sandbox.child import EXIT_OUT_OF_MEMORY, SANDBOX_ROOT, standby, sweep_job_folders
 from vsdpo.render.sandbox.privileges import syscall_filter
@@ -403,6 +403,7 @@ class Supervisor:
                 elif self.uid is not None:  # no namespace, or one that hangs: the job's uid is swept
                     sweep_uid(self.uid)
                 self.template.forget(self.pid)
+                self._remove_cgroup()
             sweep_job_folders(os.getpid())
         reply = self._reply(status)
         reply["elapsed_s"] = time.monotonic() - start
@@ -411,6 +412,15 @@ class Supervisor:
         reply["uid"] = self.uid
         reply["layers"] = layers
         return reply
+
+    def _remove_cgroup(self) -> None:
+        """Remove the job's memory cgroup (vsdpo.render.sandbox.memory); a killed job's processes may
+        take a moment to leave it."""
+        deadline = time.monotonic() + REAP_WAIT_S
+        while memory.exists(os.getpid(), self.pid) and not memory.remove(os.getpid(), self.pid):
+            if time.monotonic() > deadline:
+                return  # left to sweep_dead_workers once this worker is gone
+            time.sleep(0.01)
 
     def _layers(self) -> dict[str, Any]:
         try:
@@ -584,6 +594,7 @@ def main(preload: list[str]) -> None:
     # Nothing but protocol messages may reach the pool's channel.
     sys.stdout = sys.stderr
     sweep_dead_workers()
+    memory.sweep_dead_workers()
     privileged = os.geteuid() == 0
     # Forked before any job is read: every job's processes come from a process that never held one.
     template = Template(privileged, syscalls)
