@@ -12,12 +12,19 @@ medians), i.e. renders per second on this mix. Goal: the warm chart path >= 5x t
 The chart reward runs each program a second time, through ChartMimic's tracer: its time per program
 is measured on the default pool (the tracer imported and its PDF backend warmed in every worker)
 against a pool whose workers lack both, alternating in each round, on the same mix.
+
+Render plus reward per chart program, two runs against one: today's path renders the program, then
+runs it again through the tracer for the reward; the one-run path renders it with ``chartmimic=True``
+(the render records the trace) and scores that record. Each program is an edited copy (a colour and
+the title changed) scored against its original, whose trace is cached; the paths alternate in each
+round, their rewards must be equal, and the render and reward times are kept apart.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -26,6 +33,7 @@ from pathlib import Path
 
 import pytest
 
+from vsdpo.feedback.rewards import RewardConfig, assess
 from vsdpo.metrics.chartmimic import TRACE_ENTRY
 from vsdpo.render import render
 from vsdpo.render.sandbox.pool import DEFAULT_PRELOAD, SandboxPool
@@ -165,6 +173,64 @@ def test_chart_reward_trace_preloaded_vs_not(bench_record):
         f"\nchart reward trace: preloaded {totals['preloaded'] / len(programs):.3f}s, not preloaded "
         f"{totals['not_preloaded'] / len(programs):.3f}s per program, "
         f"ratio {totals['not_preloaded'] / totals['preloaded']:.2f}x"
+    )
+
+
+def _edited(code: str) -> str:
+    code = re.sub(r"#[0-9a-fA-F]{6}", "#3366CC", code, count=1)
+    return re.sub(r"""(title\(\s*f?['"])""", r"\1Edited ", code, count=1)
+
+
+def test_chart_render_and_reward_one_run_vs_two(bench_record):
+    programs = chart_programs()
+    config = RewardConfig(kind="chart")
+    paths = {"two_runs": {}, "one_run": {}}
+    recorded = {}
+    for name, reference in programs.items():  # warms the pool and caches every reference's trace
+        code = _edited(reference)
+        result = render(code, "chart", chartmimic=True)
+        assert result.ok, name
+        recorded[name] = result.record["chartmimic"] is not None
+        assess(result, code, reference, config)
+    for _ in range(ROUNDS):
+        for name, reference in programs.items():
+            code = _edited(reference)
+            rewards = {}
+            for label, options in (("two_runs", {}), ("one_run", {"chartmimic": True})):
+                started = time.perf_counter()
+                result = render(code, "chart", **options)
+                rendered = time.perf_counter()
+                rewards[label] = assess(result, code, reference, config)
+                done = time.perf_counter()
+                times = paths[label].setdefault(name, {"render": [], "reward": []})
+                times["render"].append(rendered - started)
+                times["reward"].append(done - rendered)
+            assert rewards["one_run"] == rewards["two_runs"], name
+    medians = {
+        label: {name: {part: statistics.median(t) for part, t in parts.items()} for name, parts in by.items()}
+        for label, by in paths.items()
+    }
+    totals = {label: sum(sum(parts.values()) for parts in by.values()) for label, by in medians.items()}
+    parts = {
+        label: {part: sum(m[part] for m in by.values()) / len(programs) for part in ("render", "reward")}
+        for label, by in medians.items()
+    }
+    bench_record(
+        "chart_render_and_reward",
+        kind="chart",
+        rounds=ROUNDS,
+        programs=list(programs),
+        recorded_in_render=recorded,
+        times_s={label: total / len(programs) for label, total in totals.items()},
+        parts_s=parts,
+        per_program_s=medians,
+        ratio_one_run_vs_two=totals["two_runs"] / totals["one_run"],
+    )
+    print(
+        f"\nchart render+reward: two runs {totals['two_runs'] / len(programs):.3f}s "
+        f"(render {parts['two_runs']['render']:.3f}, reward {parts['two_runs']['reward']:.3f}), one run "
+        f"{totals['one_run'] / len(programs):.3f}s (render {parts['one_run']['render']:.3f}, reward "
+        f"{parts['one_run']['reward']:.3f}) per program, ratio {totals['two_runs'] / totals['one_run']:.2f}x"
     )
 
 

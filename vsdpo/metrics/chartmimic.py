@@ -40,7 +40,10 @@ records no plotting function at all (the type score then repeats the last pair's
 is scored on its own, and such a pair scores 0. Its colour thinning above ten colours follows
 Python's set order (it varies between runs); here it follows the order of drawing.
 
-Both programs run in the render sandbox; nothing of them runs in the calling process.
+Both programs run in the render sandbox; nothing of them runs in the calling process. A generated
+program that was just rendered need not run again: the renderer records its trace in the same run
+when asked (``render(code, "chart", chartmimic=True)``, ``RenderResult.record``), where that run
+provably gives the benchmark's trace, and :func:`score` takes it as ``recorded``.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from vsdpo.metrics.chartmimic_program import GRAPH_CELL
 from vsdpo.metrics.color import color_similarity
 from vsdpo.render.sandbox import run_in_sandbox
 
@@ -217,6 +221,26 @@ def trace_reference(
     return reference_trace
 
 
+def recorded_trace(
+    record: dict[str, Any] | None, *, graph_layout: bool = False, compat: bool = True
+) -> dict[str, Any] | None:
+    """The tracer's trace of a generated program from the one the renderer recorded in its run
+    (``RenderResult.record["chartmimic"]``); None without one, or when it was recorded under other
+    compatibility calls than ``compat``."""
+    if record is None or record.get("compat") != compat:
+        return None
+    if graph_layout:
+        layout = [dict(GRAPH_CELL) for _ in range(record["axes"])]
+    else:
+        layout = [dict(cell) for cell in record["layout"]]
+    return {
+        "texts": list(record["texts"]),
+        "layout": layout,
+        "types": dict(record["types"]),
+        "colors": list(record["colors"]),
+    }
+
+
 def name_rules(reference_name: str | None) -> tuple[bool, str]:
     """(graph layout, what a reference without colours scores) for the benchmark's file name."""
     if reference_name is None:
@@ -233,11 +257,14 @@ def score(
     strict_zero_division: bool = False,
     compat: bool = True,
     timeout_s: float = 20,
+    recorded: dict[str, Any] | None = None,
 ) -> ChartMimicScore:
     """ChartMimic's text, layout, type and colour F1 of ``generated`` against ``reference``.
 
-    The keywords are the choices described in the module docstring. Raises
-    :class:`ReferenceProgramError` when the reference program itself does not run.
+    The keywords are the choices described in the module docstring. ``recorded``: the trace the
+    renderer recorded in its run of ``generated`` (``RenderResult.record["chartmimic"]``), scored
+    instead of running the program again; without one (None) the program runs through the tracer.
+    Raises :class:`ReferenceProgramError` when the reference program itself does not run.
     """
     if not isinstance(generated, str):
         raise TypeError(f"generated: expected the program as a str, got {type(generated).__name__}")
@@ -249,9 +276,11 @@ def score(
     reference_trace = trace_reference(
         reference, graph_layout=graph_layout, compat=compat, timeout_s=timeout_s
     )
-    generated_trace, error = trace_program(
-        generated, role="generated", graph_layout=graph_layout, compat=compat, timeout_s=timeout_s
-    )
+    generated_trace = recorded_trace(recorded, graph_layout=graph_layout, compat=compat)
+    if generated_trace is None:
+        generated_trace, error = trace_program(
+            generated, role="generated", graph_layout=graph_layout, compat=compat, timeout_s=timeout_s
+        )
     if generated_trace is None:
         return failed_score(error)
     result = score_traces(generated_trace, reference_trace, empty_reference_colors=empty_colors)

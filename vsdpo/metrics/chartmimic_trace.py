@@ -35,6 +35,8 @@ call) or empties the colour list (when read at the end).
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import io
 import os
 import warnings
@@ -54,15 +56,21 @@ from matplotlib.figure import Figure
 from matplotlib.image import NonUniformImage
 from matplotlib.projections.polar import PolarAxes
 from mpl_toolkits.mplot3d import Axes3D
+from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
-from vsdpo.metrics.chartmimic_program import OUTPUT_NAME, TICK_HOOK, benchmark_program, with_tick_removal
+from vsdpo.metrics.chartmimic_program import (
+    GRAPH_CELL,
+    OUTPUT_NAME,
+    TICK_HOOK,
+    benchmark_program,
+    with_tick_removal,
+)
 from vsdpo.metrics.color import color_similarity
 
 # A colour list longer than this is thinned, as ChartMimic does.
 MAX_COLORS_BEFORE_FILTER = 10
 # Colours more similar than this to an already kept one are dropped when thinning.
 FILTER_SIMILARITY = 0.7
-GRAPH_CELL = {"nrows": 1, "ncols": 1, "row_start": 0, "row_end": 1, "col_start": 0, "col_end": 1}
 
 
 class UnreadableColor(TypeError):
@@ -238,14 +246,47 @@ def color_records(name: str, kind: str, args: tuple, kwargs: dict, result: Any) 
 
 
 class Recorder:
-    """What one run records: texts, type counts, the kept artists per colour key."""
+    """What one run records: texts, type counts, the kept artists per colour key.
 
-    def __init__(self) -> None:
+    ``shadow``: the run is the renderer's, which must draw what the program draws without the
+    tracer. A colour the benchmark's wrapper would fail on then raises nothing into the program; the
+    recorder is marked ``broken`` instead (its trace is not the benchmark's) and the caller traces apart.
+    """
+
+    def __init__(self, *, shadow: bool = False) -> None:
         self.texts: list[str] = []
         self.types: Counter[str] = Counter()
         self.in_type = False  # the type evaluator's flag
         self.in_color = False  # the colour evaluator's flag
         self.artists: dict[str, tuple[str, Any, Any]] = {}  # "group--key colour" -> (group, artist, reader)
+        self.shadow = shadow
+        self.broken = False
+        self.calls = 0  # calls of the traced functions, outermost or not
+
+    def keep(self, group: str, name: str, kind: str, args: tuple, kwargs: dict, result: Any) -> None:
+        """Key the artists an outermost call made by their colour now (``color_records``)."""
+        if self.shadow and _projects(result):
+            self.broken = True  # reading its colour would change what the renderer draws
+            return
+        try:
+            records = color_records(name, kind, args, kwargs, result)
+        except Exception:
+            if not self.shadow:
+                raise
+            self.broken = True
+            return
+        for key, artist, reader in records:
+            self.artists[f"{group}--{key}"] = (group, artist, reader)
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Record nothing inside: the renderer's own draws are no part of the benchmark's run."""
+        flags = self.in_type, self.in_color
+        self.in_type = self.in_color = True
+        try:
+            yield
+        finally:
+            self.in_type, self.in_color = flags
 
     def remove_ticks(self) -> None:
         for axes in plt.gcf().get_axes():
@@ -261,6 +302,7 @@ class Recorder:
         recorder = self
 
         def traced(*args, **kwargs):
+            recorder.calls += 1
             count = types and not recorder.in_type
             record = colors and not recorder.in_color
             polar = kind == "2d" and name == "plot" and bool(args) and type(args[0]) is PolarAxes
@@ -276,8 +318,7 @@ class Recorder:
                 if kind == "2d" and name == "scatter" and args and type(args[0]) is PolarAxes:
                     record_kind = "polar"
                 group = f"{where}/{name}{suffix or ('_polar' if record_kind == 'polar' else '')}"
-                for key, artist, reader in color_records(name, record_kind, args, kwargs, result):
-                    recorder.artists[f"{group}--{key}"] = (group, artist, reader)
+                recorder.keep(group, name, record_kind, args, kwargs, result)
                 recorder.in_color = False
             if count:
                 recorder.in_type = False
@@ -308,6 +349,13 @@ class Recorder:
         return kept
 
 
+def _projects(artist: Any) -> bool:
+    """Whether reading ``artist``'s colours runs a 3-D projection first: a ``Poly3DCollection`` not yet
+    drawn projects itself, which settles its axes' view limits early (the benchmark's run draws
+    another picture than the program's, as ``set_zticks`` after ``bar3d`` shows)."""
+    return isinstance(artist, Poly3DCollection) and not hasattr(artist, "_facecolors2d")
+
+
 def _similarity(a: str, b: str) -> float:
     if a.startswith("#") and b.startswith("#"):
         return color_similarity(a[:7], b[:7])
@@ -317,6 +365,13 @@ def _similarity(a: str, b: str) -> float:
 
 
 def _install(recorder: Recorder) -> None:
+    """The hooks of every evaluator, matplotlib's savefig included."""
+    _install_hooks(recorder)
+    _install_savefig()
+
+
+def _install_hooks(recorder: Recorder) -> None:
+    """The wrappers of the plotting functions and the PDF text hook."""
     both_2d = (
         "bar",
         "scatter",
@@ -361,6 +416,9 @@ def _install(recorder: Recorder) -> None:
         return original_draw_text(renderer, gc, x, y, s, *args, **kwargs)
 
     RendererPdf.draw_text = draw_text
+
+
+def _install_savefig() -> None:
     original_savefig = Figure.savefig
 
     def savefig(figure, fname, *args, **kwargs):
@@ -380,15 +438,14 @@ def _wrap_polar_plot(recorder: Recorder) -> None:
     where = _definition_file(Axes.plot.__wrapped__)
 
     def traced(self, *args, **kwargs):
+        recorder.calls += 1
         record = not recorder.in_color
         if record:
             recorder.in_color = True
         result = through(self, *args, **kwargs)
         if record:
             if type(self) is PolarAxes:
-                group = f"{where}/plot_polar"
-                for key, artist, reader in color_records("plot", "polar", (self, *args), kwargs, result):
-                    recorder.artists[f"{group}--{key}"] = (group, artist, reader)
+                recorder.keep(f"{where}/plot_polar", "plot", "polar", (self, *args), kwargs, result)
             recorder.in_color = False
         return result
 
@@ -499,10 +556,57 @@ def trace(payload: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def start_recording() -> Recorder:
+    """The hooks for the renderer's own run of a generated program (``vsdpo.render.chart.child``), when
+    :func:`vsdpo.metrics.chartmimic_program.single_run_names` says that run passes through the state
+    the benchmark's program ends in. Installed after the compatibility calls, as :func:`trace` does;
+    the program's saves stay the renderer's, and a colour the benchmark would fail on breaks the
+    recorder instead of the program (``Recorder.shadow``)."""
+    recorder = Recorder(shadow=True)
+    _install_hooks(recorder)
+    return recorder
+
+
+def finish_recording(recorder: Recorder, figure: Figure) -> dict[str, Any] | None:
+    """The end of the benchmark's program, run once the renderer has drawn its picture: ticks removed
+    and the final PDF save of ``figure`` (the current figure where the program stopped), then the
+    trace. The layout comes by the common rule, with ``axes`` (the figure's number of axes) for the
+    graph rule. None when the recorder broke; a failing save raises, as it fails :func:`trace`."""
+    if recorder.broken:
+        return None
+    if plt.gcf() is not figure:
+        plt.figure(figure)
+    _install_savefig()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        recorder.remove_ticks()
+        calls = recorder.calls
+        # plt.savefig: this save, then a redraw on the figure's own canvas. The redraw records only
+        # where a draw calls traced functions; else it leaves the state the PDF draw left, and is skipped.
+        figure.savefig(OUTPUT_NAME)
+        if recorder.calls != calls:
+            figure.canvas.draw_idle()
+    if recorder.broken:
+        return None
+    return {
+        "texts": list(recorder.texts),
+        "layout": _layout(figure, False),
+        "axes": len(figure.axes),
+        "types": dict(recorder.types),
+        "colors": recorder.final_colors(),
+    }
+
+
 def warm_up() -> None:
     """Called once by each sandbox worker before it forks: one PDF save of a small figure with text,
     so that every traced job (the benchmark's program ends in a PDF save) inherits the PDF backend's
-    fonts and encoder instead of loading them again. No hook is installed here."""
+    fonts and encoder instead of loading them again. The optional libraries whose functions the hooks
+    wrap are imported here too (matplotlib-venn brings scipy.optimize, seconds of imports): they bind
+    matplotlib's classes, not the functions the compatibility calls replace, so a job that installs
+    those calls first finds them as it would have imported them. No hook is installed here."""
+    for name in ("squarify", "matplotlib_venn", "networkx"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
     figure = Figure()
     axes = figure.add_subplot()
     axes.plot([0, 1], label="a")

@@ -75,6 +75,10 @@ class RenderResult:
     # sandbox could not run it), "invalid_reply" (what came back broke its schema or bounds),
     # "too_large" (the input), "browser" (Chromium failed) or "internal" (a fault of the renderer).
     error_kind: str | None = None
+    # What the render's own run recorded for a scorer when the caller asked, by scorer: "chartmimic",
+    # the program's ChartMimic trace (vsdpo.metrics.chartmimic.recorded_trace), None where that run
+    # could not record it; the scorer then runs the program apart.
+    record: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def fault(self) -> str | None:

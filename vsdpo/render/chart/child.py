@@ -9,6 +9,13 @@ The figure is drawn once for both: the elements are measured on the canvas savef
 before it is encoded, so the boxes are those of the picture (saving dpi, tight crop included). A
 "tight" picture whose content lies within the figure is cut from one full-size draw rather than
 left to savefig, which would first spend a layout pass on finding the box.
+
+With ``payload["chartmimic"]`` the same run also records the program's ChartMimic trace (``record``
+in the reply), where that run provably gives the trace the benchmark's own run of the program gives
+(:func:`vsdpo.metrics.chartmimic_program.single_run_names`): the tracer's hooks watch the program,
+are paused while the picture is drawn, and the benchmark's ending (ticks removed, a PDF save) runs
+after the picture. Elsewhere the record is ``{"chartmimic": None}`` and the scorer runs the
+tracer apart.
 """
 
 from __future__ import annotations
@@ -58,9 +65,17 @@ class _Capture:
             # pyplot's own savefig redraws the figure afterwards for interactive windows: a wasted draw here.
             return plt.gcf().savefig(*args, **kwargs)
 
-        plt.show = lambda *args, **kwargs: None
+        def show(*args, **kwargs):
+            return None
+
+        plt.show = show
         Figure.savefig = savefig
         plt.savefig = pyplot_savefig
+        self.installed = (show, savefig, pyplot_savefig)
+
+    def intact(self) -> bool:
+        """Whether the program left the saves and the show as installed (it may replace them)."""
+        return (plt.show, Figure.savefig, plt.savefig) == self.installed
 
     def uninstall(self) -> None:
         Figure.savefig = self.original_savefig
@@ -120,6 +135,7 @@ def render_chart_job(payload: dict[str, Any]) -> dict[str, Any]:
     trace.install()
     if payload.get("compat", True):
         compat.install()  # calls the benchmarks' pinned matplotlib had (see vsdpo.render.chart.compat)
+    recording = _Recording.start(payload)
     plt.close("all")
     capture = _Capture()
     capture.install()
@@ -127,6 +143,8 @@ def render_chart_job(payload: dict[str, Any]) -> dict[str, Any]:
     try:
         program = compile(payload["code"], trace.USER_FILENAME, "exec")
         exec(program, namespace)
+        if recording is not None:
+            recording.stopped(namespace, capture)
     except MemoryError:
         raise
     except BaseException as error:  # noqa: BLE001 - every failure of the program is reported, not raised
@@ -138,29 +156,88 @@ def render_chart_job(payload: dict[str, Any]) -> dict[str, Any]:
     finally:
         capture.uninstall()
 
-    figure, options = capture.chosen()
-    if figure is None or not figure.get_children()[1:]:
-        return {"ok": False, "error": "the program drew no figure", "error_lines": []}
-    if payload.get("width") and payload.get("height"):
-        figure.set_size_inches(payload["width"] / figure.dpi, payload["height"] / figure.dpi)
-    if not isinstance(figure.canvas, FigureCanvasAgg):
-        FigureCanvasAgg(figure)  # a closed figure lost its canvas; give it one to draw on
-    options = {**options, "dpi": _save_dpi(figure, options)}
-    try:
-        picture = None
-        if options.get("bbox_inches") == "tight":
-            picture = _tight_by_cropping(figure, options)
-        if picture is None:
-            picture = _saved_picture(figure, options)
-    except MemoryError:
-        raise
-    except Exception as error:  # noqa: BLE001 - a figure that cannot be drawn is the program's failure
-        message, lines = user_error(error)
-        return {"ok": False, "error": f"drawing the figure failed: {message}", "error_lines": lines}
+    with recording.paused() if recording is not None else contextlib.nullcontext():
+        figure, options = capture.chosen()
+        if figure is None or not figure.get_children()[1:]:
+            return {"ok": False, "error": "the program drew no figure", "error_lines": []}
+        if payload.get("width") and payload.get("height"):
+            figure.set_size_inches(payload["width"] / figure.dpi, payload["height"] / figure.dpi)
+        if not isinstance(figure.canvas, FigureCanvasAgg):
+            FigureCanvasAgg(figure)  # a closed figure lost its canvas; give it one to draw on
+            if recording is not None:
+                recording.figure = None  # its final save would not be the benchmark's
+        options = {**options, "dpi": _save_dpi(figure, options)}
+        try:
+            picture = None
+            if options.get("bbox_inches") == "tight":
+                picture = _tight_by_cropping(figure, options)
+            if picture is None:
+                picture = _saved_picture(figure, options)
+        except MemoryError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a figure that cannot be drawn is the program's failure
+            message, lines = user_error(error)
+            return {"ok": False, "error": f"drawing the figure failed: {message}", "error_lines": lines}
     png, elements, size = picture
     width, height = _png_size(png)
     elements = _within_bounds(elements)
-    return {"ok": True, "image": png, "width": width, "height": height, "elements": elements, "size": size}
+    reply = {"ok": True, "image": png, "width": width, "height": height, "elements": elements, "size": size}
+    if payload.get("chartmimic"):
+        reply["record"] = {"chartmimic": recording.finish() if recording is not None else None}
+    return reply
+
+
+class _Recording:
+    """The ChartMimic trace recorded by the render's own run (see the module docstring)."""
+
+    def __init__(self, tail_names: frozenset[str], compat_calls: bool) -> None:
+        from vsdpo.metrics import chartmimic_trace
+
+        self.tail_names = tail_names
+        self.compat = compat_calls
+        self.recorder = chartmimic_trace.start_recording()
+        self.figure: Figure | None = None  # the current figure where the benchmark's program stops
+
+    @classmethod
+    def start(cls, payload: dict[str, Any]) -> _Recording | None:
+        """A recording when the caller asks for one and the run as written can give the trace."""
+        if not payload.get("chartmimic") or payload.get("width") or payload.get("height"):
+            return None
+        from vsdpo.metrics.chartmimic_program import single_run_names
+
+        code = payload["code"]
+        names = single_run_names(code) if isinstance(code, str) else None
+        return None if names is None else cls(names, bool(payload.get("compat", True)))
+
+    def stopped(self, namespace: dict[str, Any], capture: _Capture) -> None:
+        """After the program ran to its end: keep the figure to trace when what ran after the cut
+        (saves and shows) was the renderer's own and read only plain values."""
+        plain = (str, int, float, bool, type(None))
+        try:
+            if (
+                namespace.get("plt") is plt
+                and capture.intact()
+                and all(name in namespace and type(namespace[name]) in plain for name in self.tail_names)
+                and plt.get_fignums()
+            ):
+                self.figure = plt.gcf()
+        except Exception:  # noqa: BLE001 - whatever the program left, its render goes on; no record
+            self.figure = None
+
+    def paused(self):
+        return self.recorder.paused()
+
+    def finish(self) -> dict[str, Any] | None:
+        """The trace, with the compatibility setting it was recorded under; None where there is none."""
+        if self.figure is None:
+            return None
+        from vsdpo.metrics import chartmimic_trace
+
+        try:
+            recorded = chartmimic_trace.finish_recording(self.recorder, self.figure)
+        except Exception:  # noqa: BLE001 - the picture stands; the scorer traces the program apart
+            return None
+        return None if recorded is None else {**recorded, "compat": self.compat}
 
 
 def _within_bounds(elements: list[dict]) -> list[dict]:

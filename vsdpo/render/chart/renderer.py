@@ -16,6 +16,10 @@ the roles the child gives its elements, only the parents it gives them (so that 
 two colliding texts its "descendants" and exempt them from the overlap check), and element boxes
 that account for what the picture shows. A reply of one element covering the figure, or one that
 leaves the drawing it hides out, is refused.
+
+``chartmimic=True`` asks the child to record the program's ChartMimic trace in the same run
+(``RenderResult.record["chartmimic"]``, None where that run cannot give the benchmark's trace), so
+that :func:`vsdpo.metrics.chartmimic.score` need not run the program again.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import math
 import time
 from io import BytesIO
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -58,6 +63,9 @@ COVER_MARGIN_PX = 6
 MAX_UNACCOUNTED_INK = 0.5
 LEGEND_DATA_MIN_POINTS = 1
 LEGEND_PATCH_MIN_FRAC = 0.05
+# A recorded ChartMimic trace lists at most this many texts, colours, cells or functions.
+MAX_RECORDED = 1_000_000
+CELL = ("nrows", "ncols", "row_start", "row_end", "col_start", "col_end")
 
 
 def render_chart(
@@ -67,12 +75,15 @@ def render_chart(
     width: int | None = None,
     height: int | None = None,
     limits: SandboxLimits | None = None,
+    chartmimic: bool = False,
 ) -> RenderResult:
-    """Run matplotlib ``code`` and return its picture, elements with source lines, and defects."""
+    """Run matplotlib ``code`` and return its picture, elements with source lines, and defects; with
+    ``chartmimic``, also the program's ChartMimic trace where its run can record it (``record``)."""
     started = time.monotonic()
-    outcome = run_in_sandbox(
-        CHART_ENTRY, {"code": code, "width": width, "height": height}, timeout_s=timeout_s, limits=limits
-    )
+    payload: dict[str, Any] = {"code": code, "width": width, "height": height}
+    if chartmimic:
+        payload["chartmimic"] = True
+    outcome = run_in_sandbox(CHART_ENTRY, payload, timeout_s=timeout_s, limits=limits)
     return render_chart_outcome(outcome, deadline=clock.checks_deadline(started, timeout_s))
 
 
@@ -104,6 +115,7 @@ def render_chart_outcome(outcome: SandboxResult, *, deadline: float | None = Non
         elements = replies.elements(replies.field(job, "elements", "reply"), roles=CHART_ROLES)
         if not elements and not replies.is_blank(image):
             raise replies.InvalidReply("the picture shows something, yet the reply lists no element")
+        record = chartmimic_record(job.get("record"))
     except replies.InvalidReply as error:
         return _failed(f"invalid_reply: {error}", "invalid_reply", outcome.elapsed_s)
     canvas = (0.0, 0.0, float(width), float(height))
@@ -124,7 +136,44 @@ def render_chart_outcome(outcome: SandboxResult, *, deadline: float | None = Non
         elements=elements,
         defects=found,
         elapsed_s=outcome.elapsed_s,
+        record=record,
     )
+
+
+def chartmimic_record(value: Any) -> dict[str, Any] | None:
+    """The record of the reply (``{"chartmimic": trace or None}``) checked against the schema the
+    child writes (vsdpo.metrics.chartmimic_trace.finish_recording); raises InvalidReply."""
+    if value is None:
+        return None
+    where = "reply.record.chartmimic"
+    trace = replies.field(value, "chartmimic", "reply.record")
+    if trace is None:
+        return {"chartmimic": None}
+    texts = replies.items(replies.field(trace, "texts", where), f"{where}.texts", MAX_RECORDED)
+    colors = replies.items(replies.field(trace, "colors", where), f"{where}.colors", MAX_RECORDED)
+    for item in (*texts, *colors):
+        if not isinstance(item, str):
+            raise replies.InvalidReply(f"{where}: expected strings, got {type(item).__name__}")
+    layout = []
+    for cell in replies.items(replies.field(trace, "layout", where), f"{where}.layout", MAX_RECORDED):
+        layout.append(
+            {
+                key: replies.integer(replies.field(cell, key, f"{where}.layout"), where, 0, 1 << 30)
+                for key in CELL
+            }
+        )
+    types = replies.field(trace, "types", where)
+    if not isinstance(types, dict) or len(types) > MAX_RECORDED:
+        raise replies.InvalidReply(f"{where}.types: expected a dict of counts")
+    counts = {}
+    for name, count in types.items():
+        if not isinstance(name, str):
+            raise replies.InvalidReply(f"{where}.types: expected function names, got {type(name).__name__}")
+        counts[name] = replies.integer(count, f"{where}.types", 0, 1 << 62)
+    axes = replies.integer(replies.field(trace, "axes", where), f"{where}.axes", 0, 1 << 30)
+    compat = replies.boolean(replies.field(trace, "compat", where), f"{where}.compat")
+    checked = {"texts": list(texts), "layout": layout, "axes": axes, "types": counts, "colors": list(colors)}
+    return {"chartmimic": {**checked, "compat": compat}}
 
 
 def _failed(error: str, error_kind: str, elapsed_s: float) -> RenderResult:
