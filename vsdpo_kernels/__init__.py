@@ -12,7 +12,7 @@ maths every backend shares; ``backend.py`` the contract the backends meet (``tor
 """
 
 from vsdpo_kernels.backend import Backend, resolve_impl
-from vsdpo_kernels.config import SDPOLossConfig, SDPOLossOutput
+from vsdpo_kernels.config import IMPLS, LOSS_TYPES, SDPOLossConfig, SDPOLossOutput
 from vsdpo_kernels.inputs import LossInputs
 from vsdpo_kernels.loss import fused_linear_sdpo_loss, fused_linear_sdpo_loss_from, linear_logprobs
 from vsdpo_kernels.module import FusedLinearSDPOLoss
@@ -21,6 +21,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Backend",
     "FusedLinearSDPOLoss",
+    "IMPLS",
+    "LOSS_TYPES",
     "LossInputs",
     "SDPOLossConfig",
     "SDPOLossOutput",

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+# The one list of each: both trainers (vsdpo.train.config, vsdpo.integrations.trl) take their choices
+# from here. ``loss_type`` names the token aggregation as TRL's GRPO; ``impl`` the implementation.
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 IMPLS = ("auto", "triton", "cpu", "torch", "reference")
 _FLOAT_FIELDS = ("beta", "temperature", "sd_weight", "pg_weight", "epsilon_low", "epsilon_high", "kl_beta")

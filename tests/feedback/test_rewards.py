@@ -40,7 +40,7 @@ def test_failed_program_gets_the_failure_reward():
 
 def test_similarity_comes_from_the_benchmark_metric(monkeypatch):
     score = SimpleNamespace(mean=0.5, ok=True)  # the benchmark's score object
-    monkeypatch.setattr(rewards, "_similarity", lambda kind, code, reference, timeout_s: score)
+    monkeypatch.setattr(rewards, "_similarity", lambda kind, code, reference, timeout_s, record: score)
     reward = VisualReward(kind="chart", weights={"executable": 1.0, "similarity": 1.0, "defects": 0.0})
     assert reward.score_rendered([rendered()], ["x"], references=["ref"]) == [0.75]
 
@@ -55,8 +55,8 @@ def test_config_rejects_unknown_kind_and_component():
 def test_trl_interface_takes_conversations(monkeypatch):
     seen = []
 
-    def fake_render(code, kind, *, timeout_s=20, width=None, height=None):
-        seen.append((code, kind))
+    def fake_render(code, kind, *, timeout_s=20, width=None, height=None, **options):
+        seen.append((code, kind, options))
         return rendered() if "fine" in code else rendered(ok=False)
 
     monkeypatch.setattr(vsdpo.render, "render", fake_render)
@@ -66,7 +66,9 @@ def test_trl_interface_takes_conversations(monkeypatch):
         [{"role": "assistant", "content": "```python\nbroken(\n```"}],
     ]
     assert reward(prompts=["p", "p"], completions=completions) == [1.0, 0.0]
-    assert seen == [("fine = 1", "chart"), ("broken(", "chart")]
+    # The chart reward compares with a reference: each render also records the ChartMimic trace.
+    recorded = {"chartmimic": True}
+    assert seen == [("fine = 1", "chart", recorded), ("broken(", "chart", recorded)]
     assert reward.__name__ == "visual_reward_chart"
 
 
@@ -77,3 +79,22 @@ def test_combine_weights_reward_functions():
     assert combined(["p", "p"], ["ab", "abcd"]) == [3.0, 4.0]
     with pytest.raises(ValueError, match="weights"):
         combine(length, one, weights=[1.0])
+
+
+@pytest.mark.parametrize("record", [True, False])
+def test_the_render_pool_asks_chart_renders_for_the_chartmimic_trace_when_told(monkeypatch, record):
+    from vsdpo.feedback.rendering import RenderPool
+
+    seen = []
+
+    def fake_retrying(code, kind, *, timeout_s=20, **options):
+        seen.append((kind, options))
+        return rendered()
+
+    monkeypatch.setattr(vsdpo.render, "render_retrying", fake_retrying)
+    with RenderPool(1, 5.0, record_chartmimic=record) as pool:
+        pool.render(["a = 1", "<p>a</p>", "b = 2"], ["chart", "web", "slides"])
+    asked = {"chartmimic": True} if record else {}
+    assert seen == [("chart", asked), ("web", {}), ("slides", {})]
+    assert VisualReward(kind="chart").compares_charts
+    assert not VisualReward(kind="chart", weights={"similarity": 0.0}).compares_charts

@@ -227,7 +227,7 @@ def test_distillation_trains_two_steps_on_a_vision_language_model(qwen3_vl_folde
         args=grpo_args(tmp_path, max_steps=2),
         train_dataset=dataset,
         rollout_func=scripted_rollouts(PROGRAMS),
-        sdpo=VisualSDPOConfig(sd_weight=1.0, jsd_beta=0.5, credit_alpha=2.0, kind="chart"),
+        sdpo=VisualSDPOConfig(sd_weight=1.0, beta=0.5, credit_alpha=2.0, kind="chart"),
     )
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]

@@ -74,11 +74,6 @@ def test_same_size_garbage_in_the_newest_model_falls_back_to_the_one_before(tmp_
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(str(model_file) in message and "sha256" in message for message in warnings), warnings
 
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="vsdpo.train"):
-        assert checkpoint.latest_checkpoint(tmp_path) == tmp_path / "checkpoint-1"
-    assert any(str(model_file) in r.getMessage() for r in caplog.records)
-
 
 def test_every_checkpoint_corrupt_resumes_none(tmp_path):
     _save_two(tmp_path)
@@ -89,7 +84,6 @@ def test_every_checkpoint_corrupt_resumes_none(tmp_path):
         optimizer_file.write_bytes(bytes(data))
     model, optimizer, scheduler = _parts()
     assert checkpoint.resume(tmp_path, model=model, optimizer=optimizer, scheduler=scheduler) is None
-    assert checkpoint.latest_checkpoint(tmp_path) is None
 
 
 def test_a_size_only_manifest_is_accepted_unverified_with_a_warning(tmp_path, caplog):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
@@ -11,6 +12,7 @@ import torch
 from PIL import Image
 
 from vsdpo.feedback.rewards import Assessment, VisualReward
+from vsdpo.feedback.spans import decode_with_spans
 from vsdpo.feedback.teacher_context import IMAGE_PLACEHOLDER, teacher_context
 from vsdpo.render import Defect, RenderResult
 from vsdpo.tasks import Task
@@ -18,8 +20,8 @@ from vsdpo.tiny import build_tiny, build_tokenizer
 from vsdpo.train import checkpoint, logs, train
 from vsdpo.train.config import ConfigError, load_config
 from vsdpo.train.data import TaskSampler
-from vsdpo.train.distributed import LossHead
-from vsdpo.train.generate import Rollout, decode_with_offsets
+from vsdpo.train.generate import Rollout
+from vsdpo.train.loss import LossHead
 from vsdpo.train.scoring import RenderPool, group_advantages, score_rollouts
 from vsdpo.train.update import policy_update
 
@@ -91,9 +93,9 @@ def test_three_steps_then_resume_gives_the_same_next_step(tmp_path, cache_dir, a
 def test_non_finite_loss_skips_then_aborts(tmp_path, cache_dir, monkeypatch):
     original = LossHead.forward
 
-    def poisoned(self, hidden, batch=None, **options):
-        result = original(self, hidden, batch, **options)
-        return result if batch is None else (result[0] * float("nan"), result[1])
+    def poisoned(self, inputs):
+        out = original(self, inputs)
+        return dataclasses.replace(out, loss=out.loss * float("nan"))
 
     monkeypatch.setattr(LossHead, "forward", poisoned)
     run_dir = tmp_path / "run"
@@ -110,12 +112,11 @@ def test_num_iterations_steps_again_on_the_same_rollouts_against_the_first_log_p
     calls = []
     original = LossHead.forward
 
-    def spy(self, hidden, batch=None, **options):
-        result = original(self, hidden, batch, **options)
-        if batch is not None:
-            old = None if batch.old_logprobs is None else batch.old_logprobs.clone()
-            calls.append((batch.targets.clone(), old, result[1].logprobs.detach().clone()))
-        return result
+    def spy(self, inputs):
+        out = original(self, inputs)
+        old = None if inputs.old_logprobs is None else inputs.old_logprobs.clone()
+        calls.append((inputs.targets.clone(), old, out.logprobs.detach().clone()))
+        return out
 
     monkeypatch.setattr(LossHead, "forward", spy)
     run_dir = tmp_path / "run"
@@ -178,7 +179,7 @@ def test_decoded_offsets_cover_the_text_once(cache_dir):
     tokenizer = build_tokenizer(cache_dir)
     source = "import matplotlib.pyplot as plt\nax.set_title('ñ 日本')\r\nplt.show()\n"
     ids = tokenizer(source)["input_ids"] + [tokenizer.eos_token_id]
-    text, offsets = decode_with_offsets(tokenizer, ids)
+    text, offsets = decode_with_spans(tokenizer, ids)
     assert text == source and len(offsets) == len(ids)
     assert "".join(text[a:b] for a, b in offsets) == source
     assert offsets[-1][0] == offsets[-1][1] == len(source)  # the end-of-turn token covers nothing
@@ -226,7 +227,8 @@ def test_failed_reward_is_masked_and_moves_no_advantage(monkeypatch):
     pool = RenderPool(workers=2, timeout_s=5)
     assert score_rollouts(rollouts, config, pool) == 1
     pool.shutdown()
-    assert [r.render_crashed for r in rollouts] == [False, False, True, False]
+    assert [r.reward_failed for r in rollouts] == [False, False, True, False]
+    assert [r.left_out for r in rollouts] == [False, False, True, False] and not rollouts[2].render_crashed
     assert rollouts[2].reward == 0.5 and rollouts[2].advantage == 0.0
     assert [r.advantage for r in rollouts] == [-0.5, 0.5, 0.0, 0.0]
 
@@ -267,7 +269,7 @@ def test_torn_and_later_records_are_dropped(tmp_path):
 
 def test_a_step_without_usable_rollouts_is_skipped():
     rollout = Rollout(Task("t", "chart", "p"), 0, torch.tensor([1]), torch.tensor([0.0]), "x", [(0, 1)], "x")
-    rollout.render_crashed = True
+    rollout.reward_failed = True
     config = load_config(None, {"rollout.num_generations": 2})
     result = policy_update(None, None, None, [rollout, rollout], [None], None, None, config)
     assert result.skipped and "no usable rollout" in result.reason

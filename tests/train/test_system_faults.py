@@ -16,7 +16,6 @@ from tests.render.test_hostile_replies import FORGED_CHARTS, forge
 from vsdpo.feedback.rewards import VisualReward
 from vsdpo.render import RenderResult, render, render_retrying
 from vsdpo.tasks import Task
-from vsdpo.train import scoring
 from vsdpo.train.batch import GroupBatch, credit_matrix
 from vsdpo.train.config import load_config
 from vsdpo.train.generate import Rollout
@@ -96,7 +95,7 @@ def test_a_system_fault_contributes_nothing_to_the_loss(monkeypatch):
     def fake_render(code, kind, **options):
         return fault if code == "faulted" else ran
 
-    monkeypatch.setattr(scoring, "render_retrying", fake_render)
+    monkeypatch.setattr("vsdpo.render.render_retrying", fake_render)
     monkeypatch.setattr(VisualReward, "assess", lambda self, result, code, *a, **k: _assessment(code))
     programs = ["0.2", "0.6", "faulted", "1.0"]
     rollouts = [

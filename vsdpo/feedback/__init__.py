@@ -8,5 +8,8 @@ same completion gets the same reward, the same feedback and the same credit in e
   scored as the program's;
 - :mod:`vsdpo.feedback.differences`: how a render differs from the task's target, as defects;
 - :mod:`vsdpo.feedback.teacher_context`: the feedback text the teacher reads;
-- :mod:`vsdpo.feedback.credit`: the program in a completion, and each token's credit weight.
+- :mod:`vsdpo.feedback.credit`: the program in a completion, and each token's credit weight;
+- :mod:`vsdpo.feedback.spans`: a completion's text and each token's character span;
+- :mod:`vsdpo.feedback.rendering`: the render pool and its retry policy;
+- :mod:`vsdpo.feedback.builder`: one completion's teacher context and token credit, from the above.
 """

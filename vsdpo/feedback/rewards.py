@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vsdpo.feedback.credit import extract_code
+from vsdpo.feedback.rendering import RenderPool
 from vsdpo.render.types import ARTIFACT_KINDS, Defect, RenderResult
 
 RewardFunction = Callable[..., list[float]]
@@ -66,14 +67,18 @@ def defect_score(result: RenderResult) -> float:
     return math.exp(-sum(defect.severity for defect in result.defects))
 
 
-def _similarity(kind: str, code: str, reference: str | None, timeout_s: float):
-    """The benchmark's score object of ``code`` against ``reference`` (None without a reference)."""
+def _similarity(kind: str, code: str, reference: str | None, timeout_s: float, record: dict | None = None):
+    """The benchmark's score object of ``code`` against ``reference`` (None without a reference).
+
+    ``record``: what the render's run recorded (``RenderResult.record``); a chart's recorded
+    ChartMimic trace is scored instead of running the program once more."""
     if reference is None:
         return None
     if kind == "chart":
         from vsdpo.metrics import chartmimic
 
-        return chartmimic.score(code, reference, timeout_s=timeout_s)
+        recorded = (record or {}).get("chartmimic")
+        return chartmimic.score(code, reference, timeout_s=timeout_s, recorded=recorded)
     if kind == "web":
         from vsdpo.metrics import design2code
 
@@ -115,7 +120,7 @@ def assess(
     weights = config.weights
     found: tuple[Defect, ...] | None = None
     if weights.get("similarity", 0) > 0:
-        score = _similarity(config.kind, code, reference, config.timeout_s)
+        score = _similarity(config.kind, code, reference, config.timeout_s, result.record)
         if score is not None:
             values["similarity"] = score.mean
             found = _differences(score, code)
@@ -156,6 +161,23 @@ class VisualReward:
         self.config = config or RewardConfig(**config_kwargs)
         self.workers = workers
         self.__name__ = f"visual_reward_{self.config.kind}"
+
+    def renders(self) -> RenderPool:
+        """The render pool of ``__call__`` (vsdpo.feedback.rendering, the trainers' own): made on the
+        first call and kept, so that the sandbox's workers outlive one batch. A trainer may set
+        ``render_pool`` to its own pool instead."""
+        if getattr(self, "render_pool", None) is None:
+            self.render_pool = RenderPool(
+                max(1, self.workers), self.config.timeout_s, record_chartmimic=self.compares_charts
+            )
+        return self.render_pool
+
+    @property
+    def compares_charts(self) -> bool:
+        """Whether a chart's reward runs ChartMimic's comparison (a similarity weight above 0): its
+        renders then record the trace it needs (vsdpo.feedback.rendering.RenderPool)."""
+        weights = self.config.weights if self.config.kind == "chart" else DEFAULT_WEIGHTS["chart"]
+        return weights.get("similarity", 0) > 0
 
     def _config_for(self, kind: str | None) -> RewardConfig:
         if kind is None or kind == self.config.kind:
@@ -215,17 +237,9 @@ class VisualReward:
     ) -> list[float | None]:
         """TRL's reward function. A completion whose render failed by a fault of the system (after one
         more try) gets None: TRL then leaves it out of its group's baseline and gives it advantage 0."""
-        from vsdpo.render import render_retrying
-
         codes = [extract_code(_completion_text(c)).code for c in completions]
         kinds = columns.get("kind") or [None] * len(codes)
-
-        def run(index: int) -> RenderResult:
-            kind = kinds[index] or self.config.kind
-            return render_retrying(codes[index], kind, timeout_s=self.config.timeout_s)
-
-        with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(codes) or 1))) as pool:
-            results = list(pool.map(run, range(len(codes))))
+        results = self.renders().render(codes, [kind or self.config.kind for kind in kinds])
         rewards = self.score_rendered(results, codes, columns.get("reference"), kinds, columns.get("slide"))
         return [
             None if result.fault == "system" else reward

@@ -11,7 +11,7 @@ A TRL user changes one class::
         reward_funcs=VisualReward(kind="chart"),
         args=GRPOConfig(output_dir="out", loss_type="dapo"),
         train_dataset=dataset,  # TRL's format: a "prompt" column, and "image" for a target picture
-        sdpo=VisualSDPOConfig(kind="chart", sd_weight=1.0, jsd_beta=0.5, credit_alpha=1.0),  # optional
+        sdpo=VisualSDPOConfig(kind="chart", sd_weight=1.0, beta=0.5, credit_alpha=1.0),  # optional
     )
 
 What it changes in ``GRPOTrainer``, method by method, and nothing else:
@@ -22,23 +22,51 @@ What it changes in ``GRPOTrainer``, method by method, and nothing else:
   penalty to the reference log-probs, normalisers and gradient-accumulation scaling, and the same
   metrics (``entropy``, ``kl``, ``clip_ratio/*``). Options the kernel cannot express (listed by
   ``unsupported_options``) fall back to TRL's own loss when distillation is off.
-- ``_calculate_rewards``: after TRL's rewards, each completion's program is rendered
-  (``vsdpo.render.render``); the render gives the teacher's feedback (``vsdpo.feedback.teacher_context``) and
-  the credit of the completion's tokens (``vsdpo.feedback.credit.token_credit``).
+- ``_calculate_rewards``: after TRL's rewards, each completion is decoded with its token spans
+  (``vsdpo.feedback.spans``) and its program rendered (``vsdpo.feedback.rendering.RenderPool``); the
+  render gives the teacher's feedback and the credit of the completion's tokens
+  (``vsdpo.feedback.builder.build_feedback``). These are the functions ``vsdpo.train`` calls, so a
+  completion gets the same spans, feedback and credit under either trainer.
 - ``_generate_and_score_completions``: the batch also carries each completion's teacher prompt and
   credit, so that TRL's shuffling and splitting into micro-batches keep them with their completion.
+  The feedback comes from ``_calculate_rewards`` as a frozen ``CompletionFeedback`` that names the
+  completions it was made for; one that does not match the batch is an error.
 
 With ``sd_weight > 0`` the loss adds the distillation term: the same model, under no_grad, reads
 prompt ⊕ feedback ⊕ completion, and its final hidden states over the completion tokens are the
 teacher's. Metrics added to TRL's: ``sdpo/pg_loss``, ``sdpo/sd_loss``, ``sdpo/divergence`` (mean
 per-token divergence), ``sdpo/credited_tokens`` (share of tokens with credit above 1) and
 ``sdpo/execution_rate`` (share of programs that ran).
+
+Names. ``VisualSDPOConfig`` takes the names of ``vsdpo_kernels.SDPOLossConfig`` and of vsdpo.train's
+config; the options a TRL user sets on ``GRPOConfig`` keep TRL's names, and reach the kernel as:
+
+==============================  ===========================================================================
+TRL (``GRPOConfig``)            vsdpo (``SDPOLossConfig`` / vsdpo.train's config key)
+==============================  ===========================================================================
+``beta`` (KL to the reference)  ``kl_beta`` / ``algorithm.loss.kl_beta``
+``epsilon``                     ``epsilon_low`` / ``algorithm.loss.epsilon_low``
+``epsilon_high``                ``epsilon_high`` / ``algorithm.loss.epsilon_high``
+``loss_type``                   ``loss_type`` / ``algorithm.loss.loss_type`` (``vsdpo_kernels.LOSS_TYPES``)
+``max_completion_length``       ``max_completion_length`` / ``rollout.max_new_tokens``
+``temperature``                 ``temperature`` / ``rollout.temperature``
+``num_generations``             ``rollout.num_generations``
+``num_iterations``              ``algorithm.num_iterations``
+``scale_rewards``               ``reward.scale_rewards``
+==============================  ===========================================================================
+
+and ``VisualSDPOConfig``'s own fields are, in vsdpo.train's config: ``sd_weight`` and ``beta`` (the
+generalized JSD's, not TRL's KL ``beta``) as ``algorithm.loss.sd_weight`` and ``algorithm.loss.beta``;
+``loss_impl``, ``credit_alpha``, ``credit_reduce``, ``feedback``, ``teacher_image`` under
+``algorithm.``; ``kind`` as ``data.kind``; ``render_timeout_s`` and ``render_workers`` under
+``rollout.``. Its former names ``jsd_beta`` and ``impl`` raise an error naming the new ones.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -49,22 +77,19 @@ from trl.data_utils import is_conversational
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import nanmax, nanmin
 
-from vsdpo.feedback.credit import extract_code, token_credit
+from vsdpo.feedback.builder import FeedbackOptions, build_feedback
+from vsdpo.feedback.credit import extract_code
+from vsdpo.feedback.rendering import RenderPool
 from vsdpo.feedback.rewards import VisualReward
-from vsdpo.feedback.teacher_context import (
-    FEEDBACK_MODES,
-    IMAGE_PLACEHOLDER,
-    teacher_context,
-    told_differences,
-)
-from vsdpo.render import ARTIFACT_KINDS, render_retrying
-from vsdpo_kernels import SDPOLossConfig, fused_linear_sdpo_loss, linear_logprobs
+from vsdpo.feedback.spans import decode_with_spans
+from vsdpo.feedback.teacher_context import FEEDBACK_MODES, IMAGE_PLACEHOLDER
+from vsdpo.render import ARTIFACT_KINDS
+from vsdpo_kernels import IMPLS, LOSS_TYPES, SDPOLossConfig, fused_linear_sdpo_loss, linear_logprobs
 
 __all__ = ["VisualSDPOConfig", "VisualSDPOTrainer", "decode_with_spans", "prompt_with_feedback"]
 
 log = logging.getLogger(__name__)
 
-FUSED_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 # Batch entries a vision-language model's forward takes besides the token ids, as TRL names them.
 MODEL_INPUT_KEYS = (
     "pixel_values",
@@ -85,19 +110,22 @@ LOGIT_SCALES = (
     "logits_scaling",
     "final_logit_softcapping",
 )
-# A UTF-8 character spans at most four bytes, so at most four byte-level tokens.
-MAX_HELD_TOKENS = 4
 # GRPOTrainer(model, reward_funcs, args, train_dataset, eval_dataset, processing_class, ...)
 PROCESSING_CLASS_POSITION = 5
+
+
+# Former names of VisualSDPOConfig's fields, now those of vsdpo_kernels and vsdpo.train.
+RENAMED_FIELDS = {"jsd_beta": "beta", "impl": "loss_impl"}
 
 
 @dataclass
 class VisualSDPOConfig:
     """What ``VisualSDPOTrainer`` adds to a ``GRPOConfig``. ``sd_weight=0`` turns the teacher off:
-    GRPO through the fused loss, with no render and no teacher pass."""
+    GRPO through the fused loss, with no render and no teacher pass. Fields take the names of
+    ``vsdpo_kernels.SDPOLossConfig`` and of vsdpo.train's config (see the module's table)."""
 
     sd_weight: float = 1.0  # weight of the distillation term (the policy term keeps weight 1)
-    jsd_beta: float = 0.5  # generalized JSD: 0 forward KL(teacher || student), 1 reverse KL
+    beta: float = 0.5  # generalized JSD: 0 forward KL(teacher || student), 1 reverse KL; not GRPOConfig.beta
     credit_alpha: float = 1.0  # credit 1 + alpha * severity on the tokens of the lines behind a defect
     credit_reduce: str = "max"  # "max" or "sum" over the defects touching a token's lines
     kind: str = "chart"  # artifact kind of the programs; a dataset column "kind" overrides it per row
@@ -109,13 +137,27 @@ class VisualSDPOConfig:
     feedback: str = "compare"
     render_timeout_s: float = 20.0
     render_workers: int = 4
-    impl: str = "auto"  # implementation of the fused loss, see fused_linear_sdpo_loss
+    loss_impl: str = "auto"  # implementation of the fused loss (vsdpo_kernels.IMPLS)
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> VisualSDPOConfig:
+        # An unknown option (a former name, a misspelling) names the field it most likely meant.
+        known = [field.name for field in dataclasses.fields(cls)]
+        for name in kwargs:
+            if name not in known:
+                close = (
+                    [RENAMED_FIELDS[name]]
+                    if name in RENAMED_FIELDS
+                    else difflib.get_close_matches(name, known, n=1)
+                )
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise TypeError(f"VisualSDPOConfig: unknown option {name!r}{hint}")
+        return super().__new__(cls)
 
     def __post_init__(self) -> None:
         if not self.sd_weight >= 0:
             raise ValueError(f"VisualSDPOConfig.sd_weight: expected >= 0, got {self.sd_weight!r}")
-        if not 0.0 <= self.jsd_beta <= 1.0:
-            raise ValueError(f"VisualSDPOConfig.jsd_beta: expected a float in [0, 1], got {self.jsd_beta!r}")
+        if not 0.0 <= self.beta <= 1.0:
+            raise ValueError(f"VisualSDPOConfig.beta: expected a float in [0, 1], got {self.beta!r}")
         if not self.credit_alpha >= 0:
             raise ValueError(f"VisualSDPOConfig.credit_alpha: expected >= 0, got {self.credit_alpha!r}")
         if self.credit_reduce not in ("max", "sum"):
@@ -130,10 +172,37 @@ class VisualSDPOConfig:
             )
         if self.render_workers < 1:
             raise ValueError(f"VisualSDPOConfig.render_workers: expected >= 1, got {self.render_workers!r}")
+        if self.loss_impl not in IMPLS:
+            raise ValueError(f"VisualSDPOConfig.loss_impl: expected one of {IMPLS}, got {self.loss_impl!r}")
 
     @property
     def distills(self) -> bool:
         return self.sd_weight > 0
+
+
+@dataclass(frozen=True)
+class CompletionFeedback:
+    """What ``_calculate_rewards`` hands to ``_generate_and_score_completions``: the teacher's prompt,
+    the credit and the system fault of each completion, with the completions it was made for, so that a
+    hand-off that does not belong to the batch (TRL calling its hooks in another order) is an error, not
+    feedback on the wrong completions."""
+
+    completion_ids: tuple[tuple[int, ...], ...]
+    teacher_prompts: tuple[Any, ...]
+    credit: tuple[tuple[float, ...], ...]
+    system_fault: tuple[bool, ...]
+
+    def check(self, completion_ids: torch.Tensor) -> None:
+        """Raise unless ``completion_ids`` (the batch's, right-padded) are the completions it was made for."""
+        rows = completion_ids.tolist()
+        if len(rows) != len(self.completion_ids) or any(
+            row[: len(ids)] != list(ids) for row, ids in zip(rows, self.completion_ids, strict=True)
+        ):
+            raise RuntimeError(
+                f"VisualSDPOTrainer: the teacher's feedback was made for other completions "
+                f"({len(self.completion_ids)} completions) than the batch's ({len(rows)}); TRL called "
+                "_calculate_rewards out of the order this trainer expects"
+            )
 
 
 class VisualSDPOTrainer(GRPOTrainer):
@@ -165,7 +234,7 @@ class VisualSDPOTrainer(GRPOTrainer):
             getattr(self.args, "use_bias_correction_kl", False)
         )
         self._loss_config = SDPOLossConfig(
-            beta=self.sdpo.jsd_beta,
+            beta=self.sdpo.beta,
             temperature=self.temperature,
             sd_weight=self.sdpo.sd_weight,
             pg_weight=1.0,
@@ -175,7 +244,8 @@ class VisualSDPOTrainer(GRPOTrainer):
             loss_type=self.loss_type if self._fused else "dapo",
             max_completion_length=self.max_completion_length,
         )
-        self._feedback: dict[str, list] | None = None  # between scoring and batching
+        self._feedback: CompletionFeedback | None = None  # from _calculate_rewards to the batch
+        self._render_pool: RenderPool | None = None
 
     def unsupported_options(self) -> list[str]:
         """The options of this trainer and model that the fused loss cannot reproduce."""
@@ -183,7 +253,7 @@ class VisualSDPOTrainer(GRPOTrainer):
         text_config = model.config.get_text_config()
         scaled = [name for name in LOGIT_SCALES if getattr(text_config, name, None) not in (None, 1, 1.0)]
         checks = [
-            (self.loss_type not in FUSED_LOSS_TYPES, f"loss_type={self.loss_type!r}"),
+            (self.loss_type not in LOSS_TYPES, f"loss_type={self.loss_type!r}"),
             (self.importance_sampling_level != "token", "importance_sampling_level='sequence'"),
             (getattr(args, "delta", None) is not None, f"delta={getattr(args, 'delta', None)!r}"),
             (self.top_entropy_quantile < 1.0, f"top_entropy_quantile={self.top_entropy_quantile!r}"),
@@ -204,97 +274,111 @@ class VisualSDPOTrainer(GRPOTrainer):
             self._feedback = self._render_feedback(inputs, prompts, completion_ids_list)
         return rewards
 
-    def _render_feedback(self, inputs, prompts, completion_ids_list) -> dict[str, list]:
+    def _render_feedback(self, inputs, prompts, completion_ids_list) -> CompletionFeedback:
+        """Each completion decoded with its token spans (vsdpo.feedback.spans), its program rendered
+        (vsdpo.feedback.rendering), and its feedback and credit built (vsdpo.feedback.builder): the seam
+        vsdpo.train goes through too."""
         decoded = [decode_with_spans(self._tokenizer, list(ids)) for ids in completion_ids_list]
         programs = [extract_code(text).code for text, _ in decoded]
         kinds = [row.get("kind") or self.sdpo.kind for row in inputs]
-        results = list(self._render_threads().map(self._render, programs, kinds))
+        pool = self._renders()
+        results = pool.render(programs, kinds)
         references = [row.get("reference") for row in inputs]
-        found = list(self._render_threads().map(self._differences, results, programs, references, kinds))
+        found = pool.map(
+            lambda job: self._differences(*job), zip(results, programs, references, kinds, strict=True)
+        )
 
+        options = self._feedback_options()
         teacher_prompts, credit = [], []
         rows = zip(prompts, programs, decoded, results, found, strict=True)
         for prompt, program, (text, spans), result, differences in rows:
-            if (
-                result.fault == "system"
-            ):  # left out of the loss (_generate_and_score_completions): no feedback
-                teacher_prompts.append(prompt)
-                credit.append([0.0] * len(spans))
-                continue
-            with_image = self._is_vlm and self.sdpo.teacher_image and not isinstance(prompt, str)
-            context = teacher_context(
+            with_image = options.with_image and not isinstance(prompt, str)
+            feedback = build_feedback(
                 result,
                 program,
+                text,
+                spans,
                 differences=differences,
-                with_image=with_image,
-                max_defects=self.sdpo.max_defects,
+                options=dataclasses.replace(options, with_image=with_image),
             )
-            teacher_prompts.append(prompt_with_feedback(prompt, context))
-            credit.append(
-                token_credit(
-                    text,
-                    spans,
-                    result,
-                    alpha=self.sdpo.credit_alpha,
-                    reduce=self.sdpo.credit_reduce,
-                    differences=differences,
-                )
+            # A left-out completion (a fault of the system) is masked out of the loss: no feedback.
+            teacher_prompts.append(
+                prompt if feedback.left_out else prompt_with_feedback(prompt, feedback.context)
             )
+            credit.append(feedback.credit)
         ran = torch.tensor([float(result.ok) for result in results], device=self.accelerator.device)
         self._metrics[self._mode()]["sdpo/execution_rate"].append(self.accelerator.gather(ran).mean().item())
-        faults = torch.tensor(
-            [float(result.fault == "system") for result in results], device=self.accelerator.device
-        )
-        self._metrics[self._mode()]["sdpo/system_faults"].append(self.accelerator.gather(faults).sum().item())
         system_faults = [result.fault == "system" for result in results]
-        return {"teacher_prompt": teacher_prompts, "credit": credit, "system_fault": system_faults}
+        faults = torch.tensor([float(fault) for fault in system_faults], device=self.accelerator.device)
+        self._metrics[self._mode()]["sdpo/system_faults"].append(self.accelerator.gather(faults).sum().item())
+        return CompletionFeedback(
+            completion_ids=tuple(tuple(int(token) for token in ids) for ids in completion_ids_list),
+            teacher_prompts=tuple(teacher_prompts),
+            credit=tuple(credit),
+            system_fault=tuple(system_faults),
+        )
+
+    def _feedback_options(self) -> FeedbackOptions:
+        """``sdpo``'s options of the feedback and the credit, as vsdpo.feedback.builder takes them."""
+        return FeedbackOptions(
+            feedback=self.sdpo.feedback,
+            with_image=self._is_vlm and self.sdpo.teacher_image,
+            max_defects=self.sdpo.max_defects,
+            credit_alpha=self.sdpo.credit_alpha,
+            credit_reduce=self.sdpo.credit_reduce,
+        )
 
     def _differences(self, result, program: str, reference: str | None, kind: str):
-        """How the render differs from the row's reference (vsdpo.feedback.differences), as the teacher is told
-        of it under ``sdpo.feedback``; None without a comparison."""
+        """How the render differs from the row's reference (vsdpo.feedback.differences); None without a
+        comparison (``sdpo.feedback="defects"``, no reference, or a program that failed)."""
         if self.sdpo.feedback != "compare" or not reference or not result.ok:
             return None
         reward = VisualReward(kind=kind, timeout_s=self.sdpo.render_timeout_s)
         try:
-            return told_differences(
-                reward.assess(result, program, reference, kind).differences, self.sdpo.feedback
-            )
+            return reward.assess(result, program, reference, kind).differences
         except Exception as error:  # noqa: BLE001 - a failed comparison leaves the feedback without it
             log.warning(
                 "VisualSDPOTrainer: comparison with the reference failed: %s: %s", type(error).__name__, error
             )
             return None
 
-    def _render(self, program: str, kind: str):
-        """The render, a fault of the system rendered once more (the trainers' one retry policy)."""
-        return render_retrying(program, kind, timeout_s=self.sdpo.render_timeout_s)
-
-    def _render_threads(self) -> ThreadPoolExecutor:
-        # Kept for the trainer's life: the sandbox's worker processes end with the thread that started them.
-        if getattr(self, "_render_executor", None) is None:
-            self._render_executor = ThreadPoolExecutor(
-                self.sdpo.render_workers, thread_name_prefix="vsdpo-render"
+    def _renders(self) -> RenderPool:
+        """The trainer's render pool (vsdpo.feedback.rendering), kept for its life: the sandbox's worker
+        processes end with the thread that started them."""
+        if self._render_pool is None:
+            self._render_pool = RenderPool(
+                self.sdpo.render_workers,
+                self.sdpo.render_timeout_s,
+                record_chartmimic=self.sdpo.feedback == "compare",  # the differences need the trace
             )
-        return self._render_executor
+        return self._render_pool
 
     def _generate_and_score_completions(self, inputs):
         self._feedback = None
         batch = super()._generate_and_score_completions(inputs)
         feedback, self._feedback = self._feedback, None
-        if feedback is not None:
-            width = batch["completion_ids"].size(1)
-            credit = torch.ones(len(feedback["credit"]), width)
-            for row, weights in enumerate(feedback["credit"]):
-                weights = weights[:width]
-                credit[row, : len(weights)] = torch.tensor(weights)
-            batch["credit"] = credit.to(batch["completion_ids"].device)
-            batch["teacher_prompt"] = feedback["teacher_prompt"]
-            # A render that failed by a fault of the system says nothing of the completion: it is left
-            # out of both terms (its reward is None, so TRL already left it out of its group's baseline).
-            faulted = torch.tensor(feedback["system_fault"], device=batch["completion_mask"].device)
-            if faulted.any():
-                batch["completion_mask"] = batch["completion_mask"] * ~faulted[:, None]
-                batch["credit"][faulted] = 0.0
+        if not self.sdpo.distills:
+            return batch
+        if feedback is None:
+            raise RuntimeError(
+                "VisualSDPOTrainer: GRPOTrainer._generate_and_score_completions returned without calling "
+                "_calculate_rewards, where the teacher's feedback is made; this TRL version orders its hooks "
+                "otherwise (the trl extra of vsdpo names the versions it supports)"
+            )
+        feedback.check(batch["completion_ids"])
+        width = batch["completion_ids"].size(1)
+        credit = torch.ones(len(feedback.credit), width)
+        for row, weights in enumerate(feedback.credit):
+            weights = weights[:width]
+            credit[row, : len(weights)] = torch.tensor(weights)
+        batch["credit"] = credit.to(batch["completion_ids"].device)
+        batch["teacher_prompt"] = list(feedback.teacher_prompts)
+        # A render that failed by a fault of the system says nothing of the completion: it is left out of
+        # both terms (its reward is None, so TRL already left it out of its group's baseline).
+        faulted = torch.tensor(feedback.system_fault, device=batch["completion_mask"].device)
+        if faulted.any():
+            batch["completion_mask"] = batch["completion_mask"] * ~faulted[:, None]
+            batch["credit"][faulted] = 0.0
         return batch
 
     # The loss.
@@ -350,7 +434,7 @@ class VisualSDPOTrainer(GRPOTrainer):
             mask=mask,
             num_items_in_batch=num_items,
             config=self._loss_config,
-            impl=self.sdpo.impl,
+            impl=self.sdpo.loss_impl,
         )
         loss = out.loss
         kl = None
@@ -366,7 +450,7 @@ class VisualSDPOTrainer(GRPOTrainer):
         """Per token ``r * (exp(ref - logp) - (ref - logp) - 1)`` with ``r = exp(logp - old)``, as TRL's
         ``use_bias_correction_kl``; ``logp`` comes from ``linear_logprobs``, again without logits."""
         logp, _ = linear_logprobs(
-            hidden, weight, inputs["completion_ids"], temperature=self.temperature, impl=self.sdpo.impl
+            hidden, weight, inputs["completion_ids"], temperature=self.temperature, impl=self.sdpo.loss_impl
         )
         old = inputs.get("old_per_token_logps")
         ratio = torch.exp(logp - (logp.detach() if old is None else old))
@@ -558,31 +642,6 @@ def _feedback_parts(context) -> list[dict]:
         if piece:
             parts.append({"type": "text", "text": piece})
     return parts
-
-
-def decode_with_spans(tokenizer, token_ids: list[int]) -> tuple[str, list[tuple[int, int]]]:
-    """The text of ``token_ids`` (special tokens dropped) and each token's ``(start, end)`` in it.
-
-    Decoding runs over a short window that follows the text: a token's span is what decoding it adds
-    to the window, so the text agrees with a decode of the whole, and a character whose bytes are
-    split over several tokens goes to the token that completes it (the ones before get an empty span).
-    Linear in the number of tokens. (Only byte sequences that are not UTF-8 at all can decode
-    differently in pieces than whole.)
-    """
-    text, spans = "", []
-    start = settled_end = 0  # the window is token_ids[start:]; token_ids[start:settled_end] is in `text`
-    settled = ""
-    for index in range(len(token_ids)):
-        current = tokenizer.decode(token_ids[start : index + 1], skip_special_tokens=True)
-        incomplete = current.endswith("\ufffd") and index - settled_end + 1 < MAX_HELD_TOKENS
-        piece = ""
-        if len(current) > len(settled) and (not incomplete or index + 1 == len(token_ids)):
-            piece = current[len(settled) :]
-            start, settled_end = settled_end, index + 1
-            settled = tokenizer.decode(token_ids[start:settled_end], skip_special_tokens=True)
-        spans.append((len(text), len(text) + len(piece)))
-        text += piece
-    return text, spans
 
 
 def _parts(messages: list[dict]) -> list[dict]:

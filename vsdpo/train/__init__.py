@@ -11,7 +11,8 @@ One step of ``algorithm: vsdpo`` (``sdpo`` drops the credit weights, ``grpo`` th
 - ``scoring``: renders in the sandbox, rewards, group advantages;
 - ``batch``: per group, the teacher's feedback and the loss's per-token inputs (``GroupBatch``);
 - ``teacher``: student and teacher hidden states sharing the prompt's KV cache (vsdpo.sharing);
-- ``update``: the fused loss (vsdpo_kernels), backward, clipping, the optimiser (``UpdateResult``);
+- ``loss``: the fused loss (vsdpo_kernels) on the output layer's weight, with its config (``LossHead``);
+- ``update``: the loss per group, backward, clipping, the optimiser (``UpdateResult``);
 - ``logs``, ``checkpoint``: metrics, plots, samples; atomic checkpoints that resume exactly;
 - ``model``, ``warmstart``, ``distributed``: the policy, its supervised warm-start, FSDP2;
 - ``loop``: ``train(config)``; ``config``: the nested, validated configuration; ``cli``: the command.

@@ -10,19 +10,30 @@ credit (vsdpo.feedback.credit) and the advantages — on the width of the hidden
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from vsdpo.feedback.credit import token_credit
-from vsdpo.feedback.teacher_context import TeacherContext, teacher_context, told_differences
+from vsdpo.feedback.teacher_context import told_differences
 from vsdpo.sharing import RolloutGroup
 from vsdpo.train.generate import Rollout
 from vsdpo_kernels import LossInputs
 
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from vsdpo.train.config import TrainConfig
+    from vsdpo.train.model import Processor
+
 
 def build_group(
-    processor, rollouts: list[Rollout], target_image, config, with_feedback: bool
+    processor: Processor,
+    rollouts: list[Rollout],
+    target_image: Image.Image | None,
+    config: TrainConfig,
+    with_feedback: bool,
 ) -> RolloutGroup:
     """The ``RolloutGroup`` of one prompt: prompt (and target image), the sampled response ids, and
     each rollout's teacher context when ``with_feedback``."""
@@ -30,18 +41,8 @@ def build_group(
     show_target = config.data.prompt_image and target_image is not None
     feedbacks, feedback_images = None, None
     if with_feedback:
-        # A crashed rollout (a fault of the system) is left out of the loss; its teacher is told nothing.
-        contexts = [
-            TeacherContext("")
-            if r.render_crashed
-            else teacher_context(
-                r.render,
-                r.program,
-                differences=told_differences(r.differences, config.algorithm.feedback),
-                with_image=config.algorithm.teacher_image,
-            )
-            for r in rollouts
-        ]
+        # A left-out rollout (its render crashed or its reward failed): its teacher is told nothing.
+        contexts = [r.feedback(config).context for r in rollouts]  # vsdpo.feedback.builder
         feedbacks = [c.text for c in contexts]
         feedback_images = [c.images or None for c in contexts]
     group = RolloutGroup.from_text(
@@ -55,7 +56,7 @@ def build_group(
     return dataclasses.replace(group, response_ids=[r.response_ids for r in rollouts])
 
 
-def padded(rows, width: int, fill, dtype) -> torch.Tensor:
+def padded(rows: Sequence[Sequence[Any]], width: int, fill: float, dtype: torch.dtype) -> torch.Tensor:
     """Rows of unequal length as one [len(rows), width] tensor, cut or filled with ``fill``."""
     out = torch.full((len(rows), width), fill, dtype=dtype)
     for index, row in enumerate(rows):
@@ -64,10 +65,11 @@ def padded(rows, width: int, fill, dtype) -> torch.Tensor:
     return out
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class GroupBatch:
-    """The loss's inputs of one group but the student's hidden states and the weight, which the
-    output layer supplies (vsdpo.train.distributed.LossHead), on the hidden states' width and device."""
+    """The loss's inputs of one group but the student's hidden states and the output layer's weight
+    (``loss_inputs`` takes them), on the hidden states' width and device. The update makes a new one
+    (``dataclasses.replace``) to add what the step's first iteration fixed."""
 
     targets: torch.Tensor  # [G, T] sampled ids
     behaviour_logprobs: torch.Tensor  # [G, T] generate's log-probs
@@ -81,11 +83,13 @@ class GroupBatch:
     num_items_in_batch: float | None = None  # dapo: the step's response tokens over all ranks
 
     @classmethod
-    def build(cls, rollouts: list[Rollout], response_mask: torch.Tensor, config, **terms) -> GroupBatch:
+    def build(
+        cls, rollouts: list[Rollout], response_mask: torch.Tensor, config: TrainConfig, **terms: Any
+    ) -> GroupBatch:
         """The per-token tensors of ``rollouts``; ``terms`` sets the fields the update computes itself
         (teacher_hidden, ref_logprobs, num_items_in_batch)."""
         width, device = response_mask.shape[1], response_mask.device
-        valid = torch.tensor([not r.render_crashed for r in rollouts], device=device)
+        valid = torch.tensor([not r.left_out for r in rollouts], device=device)
         credit = None
         if config.algorithm.weighs_distillation:
             credit = credit_matrix(rollouts, width, config).to(device)
@@ -105,6 +109,8 @@ class GroupBatch:
         )
 
     def loss_inputs(self, student_hidden: torch.Tensor, weight: torch.Tensor) -> LossInputs:
+        """The loss's inputs: these tensors with the student's hidden states and the output layer's
+        weight (``vsdpo.train.loss.LossHead.weight``)."""
         return LossInputs(
             student_hidden,
             weight,
@@ -119,7 +125,7 @@ class GroupBatch:
         )
 
 
-def distilled(rollout: Rollout, config) -> bool:
+def distilled(rollout: Rollout, config: TrainConfig) -> bool:
     """Whether ``algorithm.distill_on`` distils this rollout: ``failed``, a program that did not run;
     ``flawed``, that or a render with a defect or a difference from the target (its feedback says what
     went wrong); ``all``, any."""
@@ -129,26 +135,14 @@ def distilled(rollout: Rollout, config) -> bool:
     return distill_on == "all" or failed or (distill_on == "flawed" and (bool(render.defects) or differs))
 
 
-def credit_matrix(rollouts: list[Rollout], width: int, config) -> torch.Tensor:
+def credit_matrix(rollouts: list[Rollout], width: int, config: TrainConfig) -> torch.Tensor:
     """Each rollout's distillation weights, padded with 1: vsdpo's token credit (1 + alpha * severity
     on the tokens behind a defect), else 1; 0 on every token of a rollout that
     ``algorithm.distill_on`` leaves out."""
-    algorithm = config.algorithm
     rows = []
     for r in rollouts:
         if not distilled(r, config):
             rows.append([0.0] * len(r.response_ids))
-        elif algorithm.uses_credit:
-            rows.append(
-                token_credit(
-                    r.text,
-                    r.token_offsets,
-                    r.render,
-                    alpha=algorithm.credit_alpha,
-                    reduce=algorithm.credit_reduce,
-                    differences=told_differences(r.differences, config.algorithm.feedback),
-                )
-            )
-        else:
-            rows.append([1.0] * len(r.response_ids))
+        else:  # vsdpo's credit, or 1 everywhere (sdpo); 0 where it is left out (vsdpo.feedback.builder)
+            rows.append(list(r.feedback(config).credit))
     return padded(rows, width, 1.0, torch.float32)

@@ -11,10 +11,9 @@ rank writes its own optimizer shard (``optimizer-rank<r>.pt``): resume with the 
 
 Sizes alone do not catch a file whose bytes changed in place (a bad sector, a copy that wrote garbage
 over a block): ``torch.load`` may read such a file without complaint and hand back NaN weights, and
-every later resume would pick the same checkpoint again. So the resume and ``latest_checkpoint``
-check each file's SHA-256 against the manifest, and a checkpoint that fails is skipped with a warning
-naming the file, for the newest one before it that passes. Listing (and pruning) checks sizes only,
-which costs no reads. Manifests written before checksums existed (``{name: size}``) are accepted
+every later resume would pick the same checkpoint again. So the resume checks each file's SHA-256
+against the manifest, and a checkpoint that fails is skipped with a warning naming the file, for the
+newest one before it that passes. Listing (and pruning) checks sizes only, which costs no reads. Manifests written before checksums existed (``{name: size}``) are accepted
 unverified, with a warning: rejecting them would send a run that resumes after an upgrade back to
 step 0, dropping its logs, for a risk those checkpoints always had.
 """
@@ -36,11 +35,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
     set_model_state_dict,
 )
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from vsdpo.train import distributed
 
@@ -72,7 +74,7 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def full_state_dict(model) -> dict[str, torch.Tensor]:
+def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's whole weights: under FSDP2 gathered from every rank's shards, on the CPU (a
     collective: call it on every rank; rank 0 gets them), else its own ``state_dict``."""
     if distributed.is_distributed():
@@ -80,7 +82,7 @@ def full_state_dict(model) -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
-def load_full_state_dict(model, state: dict[str, torch.Tensor]) -> None:
+def load_full_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load what ``full_state_dict`` returned: under FSDP2 each rank takes its shards of it."""
     if distributed.is_distributed():
         set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
@@ -89,7 +91,14 @@ def load_full_state_dict(model, state: dict[str, torch.Tensor]) -> None:
 
 
 def save_checkpoint(
-    run_dir: str | Path, step: int, *, model, optimizer, scheduler, trainer_state: dict, keep: int
+    run_dir: str | Path,
+    step: int,
+    *,
+    model: nn.Module,
+    optimizer: Optimizer,
+    scheduler: LRScheduler,
+    trainer_state: dict[str, Any],
+    keep: int,
 ) -> Path:
     """Write ``checkpoint-<step>`` atomically (rank 0 writes the shared files, each rank its own)."""
     run_dir = Path(run_dir)
@@ -264,16 +273,9 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint whose files match their checksums (those that do not are
-    skipped with a warning), or None. Under FSDP2 a collective: call it on every rank."""
-    for path in reversed(list_checkpoints(run_dir)):
-        if _verified(path, "latest checkpoint"):
-            return path
-    return None
-
-
-def resume(run_dir: str | Path, *, model, optimizer, scheduler) -> tuple[Path, dict] | None:
+def resume(
+    run_dir: str | Path, *, model: nn.Module, optimizer: Optimizer, scheduler: LRScheduler
+) -> tuple[Path, dict[str, Any]] | None:
     """Load the newest complete checkpoint that verifies and loads, falling back to older ones; None
     when there is none (the caller says so and starts from scratch)."""
     for path in reversed(list_checkpoints(run_dir)):
@@ -288,7 +290,9 @@ def resume(run_dir: str | Path, *, model, optimizer, scheduler) -> tuple[Path, d
     return None
 
 
-def load_checkpoint(path: str | Path, *, model, optimizer, scheduler) -> dict:
+def load_checkpoint(
+    path: str | Path, *, model: nn.Module, optimizer: Optimizer, scheduler: LRScheduler
+) -> dict[str, Any]:
     """Restore model, optimizer, scheduler and this rank's RNG; returns the trainer state."""
     path = Path(path)
     trainer_state = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=False)

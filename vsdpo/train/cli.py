@@ -13,7 +13,7 @@ import sys
 from vsdpo.train.config import ConfigError, keys_text, load_config, parse_overrides
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``vsdpo train``."""
     parser = subparsers.add_parser(
         "train",

@@ -37,7 +37,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vsdpo.feedback.rewards import COMPONENTS
-from vsdpo_kernels import SDPOLossConfig
+from vsdpo_kernels import IMPLS, SDPOLossConfig
 
 # Shipped inside the package (package data), so that an installed vsdpo finds them by name.
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -159,9 +159,17 @@ class RolloutConfig(Section):
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling")
     render_timeout_s: float = Field(20.0, gt=0, description="per-render deadline in the sandbox")
     render_workers: int = Field(2, ge=1, description="renders in flight")
+    groups_per_generate: int = Field(
+        0,
+        ge=0,
+        description="groups sampled per generate call, each call's renders started while the next is sampled; 0: every group of the step in one call, rendered after it (synchronous)",
+    )
 
 
-class RewardConfig(Section):
+class ScoringConfig(Section):
+    """The ``reward`` section: how vsdpo.train.scoring scores rollouts. (The weights and failure reward of
+    one artifact kind are ``vsdpo.feedback.rewards.RewardConfig``, built from it.)"""
+
     weights: dict[str, float] = Field(
         default_factory=dict,
         description="weights of vsdpo.feedback.rewards' components: executable, similarity, defects, layout",
@@ -233,9 +241,7 @@ class AlgorithmConfig(Section):
     reuse_prefix: bool = Field(
         True, description="student and teacher continue the prompt's KV cache (vsdpo.sharing)"
     )
-    loss_impl: Literal["auto", "triton", "cpu", "torch", "reference"] = Field(
-        "auto", description="vsdpo_kernels implementation"
-    )
+    loss_impl: Literal[IMPLS] = Field("auto", description="vsdpo_kernels implementation")
     loss: SDPOLossConfig = Field(
         default_factory=SDPOLossConfig,
         description="vsdpo_kernels.SDPOLossConfig: beta, sd_weight, pg_weight, epsilon_low, epsilon_high, kl_beta, loss_type, max_completion_length (its temperature is rollout.temperature)",
@@ -313,7 +319,7 @@ class TrainConfig(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     warmstart: WarmstartConfig = Field(default_factory=WarmstartConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
-    reward: RewardConfig = Field(default_factory=RewardConfig)
+    reward: ScoringConfig = Field(default_factory=ScoringConfig)
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
@@ -384,9 +390,16 @@ def _annotation(key: str) -> Any:
     )
 
 
+# The names other configs give our keys (VisualSDPOConfig's former ones, TRL's), each pointing to ours.
+OTHER_NAMES = {"jsd_beta": "algorithm.loss.beta", "impl": "algorithm.loss_impl"}
+
+
 def _check_key(key: str, where: str) -> None:
     if key in KEYS or key in ("model", "algorithm"):
         return
+    name = key.rsplit(".", 1)[-1]
+    if name in OTHER_NAMES:
+        raise ConfigError(f"{key}: unknown config key in {where}; did you mean {OTHER_NAMES[name]!r}?")
     # A key without its section (``max_steps``) names the one key it ends, else the closest spelling.
     ending = [known for known in KEYS if known.rsplit(".", 1)[-1] == key]
     close = ending if len(ending) == 1 else difflib.get_close_matches(key, list(KEYS), n=1)

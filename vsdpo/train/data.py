@@ -7,6 +7,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
@@ -15,10 +16,14 @@ from vsdpo.tasks import Task, load_tasks
 from vsdpo.tiny import config_key
 from vsdpo.train.config import ConfigError
 
+if TYPE_CHECKING:
+    from vsdpo.train.config import TrainConfig
+    from vsdpo.train.scoring import RenderPool
+
 log = logging.getLogger("vsdpo.train")
 
 
-def cache_dir(config) -> Path:
+def cache_dir(config: TrainConfig) -> Path:
     """The folder of what the trainer builds once and reuses: tokenizer, targets, warm-start weights."""
     path = Path(config.run.cache_dir).expanduser()
     path.mkdir(parents=True, exist_ok=True)
@@ -69,7 +74,7 @@ class TaskSampler:
         self.epoch, self.position = state["epoch"], state["position"]
 
 
-def prepare_tasks(config, render_pool) -> TaskSet:
+def prepare_tasks(config: TrainConfig, render_pool: RenderPool) -> TaskSet:
     """The training tasks with their target images: the task's own image, else its reference
     rendered once in the sandbox (cached as PNG under the cache folder)."""
     data = config.data
@@ -82,7 +87,7 @@ def prepare_tasks(config, render_pool) -> TaskSet:
     return with_target_images(tasks, config, render_pool)
 
 
-def with_target_images(tasks: list[Task], config, render_pool) -> TaskSet:
+def with_target_images(tasks: list[Task], config: TrainConfig, render_pool: RenderPool) -> TaskSet:
     folder = cache_dir(config) / "targets"
     folder.mkdir(exist_ok=True)
     pending = {}

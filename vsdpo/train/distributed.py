@@ -7,22 +7,30 @@ rollouts, and computes its part of the loss; the dapo normaliser (``num_items_in
 response-token count summed over all ranks, so the gradient equals the single-process one. NCCL on
 GPUs, gloo on CPUs. A single process (no ``torchrun``) uses none of this.
 
-The fused loss reads the ``lm_head`` weight directly instead of calling ``lm_head`` on hidden states,
-so it must run inside a module's forward for FSDP2 to gather that weight and reduce its gradient:
-``LossHead`` replaces the model's output layer with a Linear whose forward, given loss inputs, returns
-the fused loss, and plain logits otherwise (as generate needs).
+The fused loss (vsdpo.train.loss.LossHead) reads the output layer's weight directly instead of calling
+the layer on hidden states, and FSDP2 gathers a module's weights, and reduces their gradients, only
+around that module's forward: ``as_forward_of`` runs the loss as a forward of the output layer, which
+``shard_model`` registers with FSDP2 (``register_fsdp_forward_method``).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import nn
-from torch.distributed.fsdp import fully_shard
+from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
 
-from vsdpo_kernels import SDPOLossConfig, fused_linear_sdpo_loss_from
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from vsdpo.train.config import TrainConfig
+    from vsdpo.train.teacher import Teacher
+
+Result = TypeVar("Result")
+FORWARD_METHOD = "run_as_forward"  # the output layer's method that FSDP2 treats as a forward
 
 
 def is_distributed() -> bool:
@@ -83,40 +91,19 @@ def broadcast_object(obj: Any) -> Any:
     return box[0]
 
 
-class LossHead(nn.Linear):
-    """The model's output layer, which can also compute the fused SDPO loss from hidden states.
+def as_forward_of(module: nn.Module, fn: Callable[..., Result], *args: Any) -> Result:
+    """``fn(*args)`` as a forward of ``module``: under FSDP2 its parameters are gathered for the call
+    and their gradients reduced after the backward, as for ``module(*args)``; otherwise just the call.
+    ``fn`` must compute from the ``args`` it is given (FSDP2 hooks the tensors in them for the backward:
+    inputs only, not ``module``'s own parameters) and return its differentiable tensors where FSDP2
+    sees them (a tensor, or in a tuple)."""
+    if not isinstance(module, FSDPModule):
+        return fn(*args)
+    return getattr(module, FORWARD_METHOD)(fn, *args)
 
-    ``head(hidden)`` returns logits as the original layer did. ``head(hidden, batch, config=...,
-    impl=...)`` returns ``(loss, output)`` of ``vsdpo_kernels.fused_linear_sdpo_loss_from`` on
-    ``batch.loss_inputs(hidden, self.weight)`` (a ``vsdpo.train.batch.GroupBatch``), inside this
-    module's forward so that FSDP gathers the weight and reduces its gradient.
-    """
 
-    @classmethod
-    def replace(cls, model: nn.Module) -> LossHead:
-        old = model.get_output_embeddings()
-        if isinstance(old, LossHead):
-            return old
-        head = cls.__new__(cls)
-        nn.Module.__init__(head)
-        head.in_features, head.out_features = old.in_features, old.out_features
-        head.weight = old.weight  # the same Parameter: tying and optimizer state are unchanged
-        head.bias = old.bias
-        model.set_output_embeddings(head)
-        return head
-
-    def forward(
-        self,
-        hidden: torch.Tensor,
-        batch: Any = None,
-        *,
-        config: SDPOLossConfig | None = None,
-        impl: str = "auto",
-    ):
-        if batch is None:
-            return super().forward(hidden)
-        out = fused_linear_sdpo_loss_from(batch.loss_inputs(hidden, self.weight), config=config, impl=impl)
-        return out.loss, out
+def _call(fn: Callable[..., Result], *args: Any) -> Result:
+    return fn(*args)
 
 
 def shard_model(model: nn.Module) -> nn.Module:
@@ -131,18 +118,19 @@ def shard_model(model: nn.Module) -> nn.Module:
     for name, module in model.named_modules():
         if name.split(".")[-1] in ("visual", "vision_tower", "language_model"):
             fully_shard(module)
-    fully_shard(model.get_output_embeddings())
+    output_layer = model.get_output_embeddings()
+    fully_shard(output_layer)
+    setattr(output_layer, FORWARD_METHOD, _call)  # the loss runs through it (as_forward_of)
+    register_fsdp_forward_method(output_layer, FORWARD_METHOD)
     fully_shard(model)
     return model
 
 
-def prepare(model: nn.Module, teacher, config) -> nn.Module:
-    """Give the model its ``LossHead``; under torchrun, shard it (and an EMA/reference copy) with FSDP2."""
-    LossHead.replace(model)
+def prepare(model: PreTrainedModel, teacher: Teacher, config: TrainConfig) -> PreTrainedModel:
+    """Under torchrun, shard the model (and an EMA/reference copy) with FSDP2; else the model as it is."""
     if is_distributed():
         models = [model] + [m for m in (teacher.model, teacher.reference_model) if m is not None]
         for sharded in models:
-            LossHead.replace(sharded)
             shard_model(sharded)
             _initialise_from_root(sharded)
     return model

@@ -4,7 +4,7 @@ At step 0, every ``eval.every`` steps and at the end, each held-out task gets ``
 attempts, sampled from a fixed seed (the training's random state is saved and restored around it, so
 evaluating never changes the run). Each attempt is rendered in the sandbox and scored with the task
 kind's visual reward (vsdpo.feedback.rewards; the user's ``reward.funcs`` are left out: this is the task's own
-measure). With ``eval.teacher_gain``, every first attempt's feedback (vsdpo.feedback.teacher_context, exactly
+measure). With ``eval.teacher_gain``, every first attempt's feedback (vsdpo.feedback.builder, exactly
 the teacher's context in training) is appended to its prompt and a second attempt is sampled: the
 mean reward of the second attempts minus that of the first is the *teacher gain*, the precondition
 of self-distillation (a teacher that does no better given the feedback has nothing to teach). It is
@@ -18,19 +18,28 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vsdpo.feedback.teacher_context import teacher_context, told_differences
+from vsdpo.feedback.builder import feedback_context
 from vsdpo.tasks import load_tasks
 from vsdpo.train import distributed
 from vsdpo.train.config import ConfigError
 from vsdpo.train.data import TaskSet, with_target_images
-from vsdpo.train.generate import sample_programs, seeded
+from vsdpo.train.generate import feedback_options, sample_programs, seeded
 from vsdpo.train.scoring import visual_reward
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from vsdpo.tasks import Task
+    from vsdpo.train.config import TrainConfig
+    from vsdpo.train.model import Processor
+    from vsdpo.train.scoring import RenderPool
 
 log = logging.getLogger("vsdpo.train")
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalResult:
     """One evaluation's means over every held-out attempt (all ranks)."""
 
@@ -85,7 +94,7 @@ class Attempt:
         }
 
 
-def eval_tasks(config, render_pool) -> TaskSet | None:
+def eval_tasks(config: TrainConfig, render_pool: RenderPool) -> TaskSet | None:
     """The held-out tasks ``eval.tasks`` names (None when there are none), with their target images."""
     source, data = config.eval.tasks, config.data
     if source == "none":
@@ -111,7 +120,9 @@ def eval_tasks(config, render_pool) -> TaskSet | None:
 class Evaluator:
     """Runs the held-out evaluation for the loop; this rank takes its share of the tasks."""
 
-    def __init__(self, tasks: TaskSet, config, render_pool, run_dir: Path | None = None):
+    def __init__(
+        self, tasks: TaskSet, config: TrainConfig, render_pool: RenderPool, run_dir: Path | None = None
+    ):
         rank, world = distributed.rank(), distributed.world_size()
         usable = len(tasks) - len(tasks) % world  # every rank samples as many batches (generate syncs them)
         if usable < len(tasks):
@@ -127,7 +138,9 @@ class Evaluator:
         every = self.config.eval.every
         return step == 0 or step == self.config.run.max_steps or (every > 0 and step % every == 0)
 
-    def _attempts(self, model, processor, attempts: list[Attempt], tasks) -> None:
+    def _attempts(
+        self, model: PreTrainedModel, processor: Processor, attempts: list[Attempt], tasks: list[Task]
+    ) -> None:
         """Sample, render and score ``attempts`` in place, in chunks of one training step's size."""
         chunk = self.config.rollout.prompts_per_step * self.config.rollout.num_generations
         requests = [(a.prompt, a.target, a.feedback_images) for a in attempts]
@@ -152,7 +165,7 @@ class Evaluator:
         # The renders are queued first: a score, on the same threads, waits only on its own render.
         self.render_pool.map(score, zip(attempts, tasks, futures, strict=True))
 
-    def run(self, model, processor, step: int) -> EvalResult:
+    def run(self, model: PreTrainedModel, processor: Processor, step: int) -> EvalResult:
         samples = self.config.eval.samples
         tasks = [task for task in self.tasks.tasks for _ in range(samples)]
         show_target = self.config.data.prompt_image and all(image is not None for image in self.tasks.images)
@@ -165,11 +178,10 @@ class Evaluator:
             self._attempts(model, processor, first, tasks)
             second = []
             if self.config.eval.teacher_gain:
-                with_image = self.config.algorithm.teacher_image
+                options = feedback_options(self.config)
                 for attempt in first:
-                    differences = told_differences(attempt.differences, self.config.algorithm.feedback)
-                    context = teacher_context(
-                        attempt.render, attempt.program, differences=differences, with_image=with_image
+                    context = feedback_context(
+                        attempt.render, attempt.program, differences=attempt.differences, options=options
                     )
                     second.append(
                         Attempt(
@@ -184,7 +196,7 @@ class Evaluator:
             self.save(step, tasks, first, second)
         return summarise(step, first, second)
 
-    def save(self, step: int, tasks, first: list[Attempt], second: list[Attempt]) -> None:
+    def save(self, step: int, tasks: list[Task], first: list[Attempt], second: list[Attempt]) -> None:
         """Every attempt of this evaluation, for reading: ``eval/step-NNNN[-rank].jsonl``."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         suffix = f"-rank{distributed.rank()}" if distributed.is_distributed() else ""
@@ -228,13 +240,17 @@ def summarise(step: int, first: list[Attempt], second: list[Attempt]) -> EvalRes
         ]
 
     n, reward, ran, defective = (distributed.all_reduce_sum(v) for v in totals(first))
-    result = EvalResult(step, reward / max(n, 1), ran / max(n, 1), defective / max(ran, 1))
-    result.reward_se = standard_error(first)
+    means: dict[str, float | None] = {  # the collectives in the same order on every rank
+        "reward": reward / max(n, 1),
+        "execution_rate": ran / max(n, 1),
+        "defect_rate": defective / max(ran, 1),
+        "reward_se": standard_error(first),
+    }
     if second:
         n2, reward2, ran2, _ = (distributed.all_reduce_sum(v) for v in totals(second))
-        result.second_reward = reward2 / max(n2, 1)
-        result.second_execution_rate = ran2 / max(n2, 1)
-        result.teacher_gain = result.second_reward - result.reward
+        means["second_reward"] = reward2 / max(n2, 1)
+        means["second_execution_rate"] = ran2 / max(n2, 1)
+        means["teacher_gain"] = means["second_reward"] - means["reward"]
         splits = {
             "teacher_gain_failed": lambda a: not a.ran,
             "teacher_gain_ran": lambda a: a.ran,
@@ -245,5 +261,5 @@ def summarise(step: int, first: list[Attempt], second: list[Attempt]) -> EvalRes
             gains = [b.reward - a.reward for a, b in zip(first, second, strict=True) if belongs(a)]
             count = distributed.all_reduce_sum(len(gains))
             if count:
-                setattr(result, field_name, distributed.all_reduce_sum(sum(gains)) / count)
-    return result
+                means[field_name] = distributed.all_reduce_sum(sum(gains)) / count
+    return EvalResult(step, **means)

@@ -22,9 +22,15 @@ import contextlib
 import logging
 import shutil
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vsdpo.train.config import ConfigError, TrainConfig, load_config
+
+if TYPE_CHECKING:  # torch and transformers load only when a model is built
+    import torch
+    from transformers import PreTrainedModel
 
 log = logging.getLogger("vsdpo.train")
 
@@ -97,7 +103,9 @@ def run_config(run_dir: Path) -> TrainConfig:
         raise ExportError(f"run_dir: {path} does not load: {error}") from None
 
 
-def build_untrained(config: TrainConfig, dtype):
+def build_untrained(
+    config: TrainConfig, dtype: torch.dtype
+) -> tuple[PreTrainedModel, Callable[[Path], None]]:
     """(model, write_processor(folder)): the run's model with weights still to be loaded, and what
     writes its processor or tokenizer into an export folder."""
     from vsdpo.tiny import CHAT_TEMPLATE, IMAGE_MAX_PIXELS, build_tiny, qwen3_vl_processor
@@ -120,7 +128,7 @@ def build_untrained(config: TrainConfig, dtype):
     return pretrained_untrained(spec.name, dtype)
 
 
-def pretrained_untrained(name: str, dtype):
+def pretrained_untrained(name: str, dtype: torch.dtype) -> tuple[PreTrainedModel, Callable[[Path], None]]:
     """A Hugging Face model of ``name``'s architecture built from its config (its weights are not
     read: the run's replace them), and what copies ``name``'s processor files into an export folder."""
     import transformers
@@ -167,7 +175,7 @@ def checkpoint_folder(name: str) -> Path:
 
 
 @contextlib.contextmanager
-def _no_init_weights():
+def _no_init_weights() -> Iterator[None]:
     try:
         from transformers.initialization import no_init_weights
     except ImportError:  # an older or newer layout of transformers: initialise, only slower
@@ -177,7 +185,7 @@ def _no_init_weights():
         yield
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``vsdpo export``."""
     parser = subparsers.add_parser(
         "export",

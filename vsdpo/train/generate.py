@@ -14,17 +14,22 @@ from typing import Any
 
 import torch
 from transformers import LogitsProcessorList
-from transformers.convert_slow_tokenizer import bytes_to_unicode
 
+from vsdpo.feedback.builder import Feedback, FeedbackOptions, build_feedback
 from vsdpo.feedback.credit import extract_code
+from vsdpo.feedback.spans import decode_with_spans
 from vsdpo.render import RenderResult
 from vsdpo.tasks import Task
 from vsdpo.train import distributed
+from vsdpo.train.config import TrainConfig
 
 
 @dataclass(eq=False)  # compared by identity: it holds tensors
 class Rollout:
-    """One sampled response of the group of prompt ``task``; scoring fills the last five fields."""
+    """One sampled response of the group of prompt ``task``; scoring fills the last five fields.
+
+    ``text`` and ``token_offsets`` are vsdpo.feedback.spans' decoding of ``response_ids``, the one
+    ``vsdpo.integrations.trl`` uses too."""
 
     task: Task
     group: int  # index of its prompt in the step's batch
@@ -38,8 +43,44 @@ class Rollout:
     render: RenderResult | None = None
     reward: float = 0.0
     advantage: float = 0.0
-    render_crashed: bool = False  # the renderer or the reward failed: no loss on it
+    reward_failed: bool = False  # its reward could not be computed (its sandbox died, say)
     differences: tuple | None = None  # how the render differs from the target (None: not compared)
+
+    @property
+    def render_crashed(self) -> bool:
+        """Its render failed by a fault of the system (after one more try): it says nothing of the program."""
+        return self.render is not None and self.render.fault == "system"
+
+    @property
+    def left_out(self) -> bool:
+        """Left out of the rewards, the advantages and both loss terms: its render crashed or its reward
+        failed."""
+        return self.render_crashed or self.reward_failed
+
+    def feedback(self, config: TrainConfig) -> Feedback:
+        """Its teacher's context and its tokens' credit (vsdpo.feedback.builder), under the options of
+        ``config.algorithm``; empty, with credit 0, when it is left out."""
+        return build_feedback(
+            self.render,
+            self.program,
+            self.text,
+            self.token_offsets,
+            differences=self.differences,
+            options=feedback_options(config),
+            left_out=self.left_out,
+        )
+
+
+def feedback_options(config: TrainConfig) -> FeedbackOptions:
+    """The feedback and credit options of ``config.algorithm``, as vsdpo.feedback.builder takes them."""
+    algorithm = config.algorithm
+    return FeedbackOptions(
+        feedback=algorithm.feedback,
+        with_image=algorithm.teacher_image,
+        credit_alpha=algorithm.credit_alpha,
+        credit_reduce=algorithm.credit_reduce,
+        weighted=algorithm.uses_credit,
+    )
 
 
 class BehaviourSampler:
@@ -167,12 +208,15 @@ def sample_programs(
             image for _, target, extra in part for image in ([target] if target is not None else []) + extra
         ]
         for ids, _ in sample(model, processor, texts, images or None, rollout_config):
-            programs.append(extract_code(decode_with_offsets(tokenizer, ids.tolist())[0]).code)
+            programs.append(extract_code(decode_with_spans(tokenizer, ids.tolist())[0]).code)
     return programs
 
 
-def generate_rollouts(model, processor, tasks: list[Task], target_images, config) -> list[Rollout]:
-    """G rollouts per task, all sampled in one batched ``generate`` call."""
+def generate_rollouts(
+    model, processor, tasks: list[Task], target_images, config: TrainConfig, first_group: int = 0
+) -> list[Rollout]:
+    """G rollouts per task, all sampled in one batched ``generate`` call; their groups are numbered
+    from ``first_group`` (the index of ``tasks[0]`` in the step's batch)."""
     G = config.rollout.num_generations
     tokenizer = getattr(processor, "tokenizer", processor)
     with_image = config.data.prompt_image and all(image is not None for image in target_images)
@@ -180,11 +224,11 @@ def generate_rollouts(model, processor, tasks: list[Task], target_images, config
     images = [image for image in target_images for _ in range(G)] if with_image else None
     rollouts = []
     for row, (ids, logprobs) in enumerate(sample(model, processor, texts, images, config.rollout)):
-        text, offsets = decode_with_offsets(tokenizer, ids.tolist())
+        text, offsets = decode_with_spans(tokenizer, ids.tolist())
         rollouts.append(
             Rollout(
                 task=tasks[row // G],
-                group=row // G,
+                group=first_group + row // G,
                 response_ids=ids,
                 behaviour_logprobs=logprobs,
                 text=text,
@@ -193,39 +237,3 @@ def generate_rollouts(model, processor, tasks: list[Task], target_images, config
             )
         )
     return rollouts
-
-
-BYTE_DECODER = {char: byte for byte, char in bytes_to_unicode().items()}  # byte-level BPE's alphabet
-
-
-def decode_with_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int, int]]]:
-    """The response text (special tokens dropped) and each token's character span in it.
-
-    Byte-level BPE tokens map to exact byte spans, converted to characters; other tokenizers fall
-    back to decoding growing prefixes. Special tokens get an empty span.
-    """
-    special = set(tokenizer.all_special_ids)
-    pieces = tokenizer.convert_ids_to_tokens(ids)
-    if all(
-        i in special or all(ch in BYTE_DECODER for ch in piece) for i, piece in zip(ids, pieces, strict=False)
-    ):
-        data = bytearray()
-        byte_spans = []
-        for token_id, piece in zip(ids, pieces, strict=False):
-            start = len(data)
-            if token_id not in special:
-                data.extend(BYTE_DECODER[ch] for ch in piece)
-            byte_spans.append((start, len(data)))
-        text = bytes(data).decode("utf-8", errors="replace")
-        if len(text.encode("utf-8")) == len(data):  # every byte decoded to itself: spans convert exactly
-            # A character belongs to the token holding its first byte: count the characters begun before each byte.
-            begun_before = [0] * (len(data) + 1)
-            for position, byte in enumerate(data):
-                begun_before[position + 1] = begun_before[position] + ((byte & 0xC0) != 0x80)
-            return text, [(begun_before[a], begun_before[b]) for a, b in byte_spans]
-    offsets, previous = [], ""
-    for end in range(1, len(ids) + 1):
-        current = tokenizer.decode(ids[:end], skip_special_tokens=True)
-        offsets.append((len(previous), len(current)))
-        previous = current
-    return previous, offsets

@@ -9,7 +9,8 @@ Run directory layout::
       eval.jsonl           {"step": 0, "reward": ..., "teacher_gain": ...} per held-out evaluation
       eval/step-0010.jsonl every attempt of that evaluation: program, reward, error, the second attempt
       events.out.tfevents.*  the same scalars for TensorBoard
-      plots/reward.png, execution_rate.png, defect_rate.png, teacher_gain.png, losses.png
+      plots/reward.png, execution_rate.png, defect_rate.png, teacher_gain.png, losses.png,
+            step_time.png (each step's seconds per stage, stacked: vsdpo.train.timing)
       samples/step-0004-<task>-<k>.png   rollout renders, defect boxes drawn, and a .txt with the program
       checkpoint-<step>/   see vsdpo.train.checkpoint
 """
@@ -31,6 +32,7 @@ from rich.progress import Progress as RichProgress  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
 from vsdpo.render.annotate import annotate  # noqa: E402
+from vsdpo.train.timing import STAGES  # noqa: E402
 
 log = logging.getLogger("vsdpo.train")
 
@@ -177,7 +179,36 @@ def write_plots(run_dir: str | Path) -> list[Path]:
         fig.savefig(path)
         plt.close(fig)
         written.append(path)
+    path = plot_step_time(records[METRICS], out_dir / "step_time.png")
+    if path is not None:
+        written.append(path)
     return written
+
+
+def plot_step_time(records: list[dict[str, Any]], path: Path) -> Path | None:
+    """Each step's seconds per stage (``<stage>_s`` of vsdpo.train.timing.STAGES) as stacked bars;
+    None when no record has them."""
+    rows = [r for r in records if all(isinstance(r.get(f"{stage}_s"), int | float) for stage in STAGES)]
+    if not rows:
+        return None
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
+    bottom = [0.0] * len(rows)
+    for stage in STAGES:
+        values = [r[f"{stage}_s"] for r in rows]
+        if not any(values):
+            continue
+        ax.bar(steps, values, bottom=bottom, width=0.85, label=stage)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    ax.set_xlabel("step")
+    ax.set_ylabel("seconds")
+    ax.set_title("step time by stage")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def save_samples(run_dir: str | Path, step: int, rollouts: list, count: int) -> None:
@@ -246,7 +277,7 @@ def step_metrics(rollouts, update, **extra) -> dict[str, float]:
     """The scalars logged per step: this rank's rollouts, the update's global losses (an
     ``UpdateResult``), and ``extra`` (timings, learning rate). Rewards and rates are those of the
     rollouts that were scored: a crashed one (a fault of the system) says nothing of the policy."""
-    scored = [r for r in rollouts if not r.render_crashed] or rollouts
+    scored = [r for r in rollouts if not r.left_out] or rollouts
     rewards = [r.reward for r in scored]
     ran = [r for r in scored if r.render is not None and r.render.ok]
     metrics = {
@@ -256,6 +287,6 @@ def step_metrics(rollouts, update, **extra) -> dict[str, float]:
         "defect_rate": sum(bool(r.render.defects) for r in ran) / len(ran) if ran else 0.0,
         "defects_per_render": sum(len(r.render.defects) for r in ran) / len(ran) if ran else 0.0,
         "response_length": statistics.fmean(len(r.response_ids) for r in rollouts),
-        "render_crashes": sum(r.render_crashed for r in rollouts),
+        "render_crashes": sum(r.left_out for r in rollouts),
     }
     return {**metrics, **update.metrics(), **extra}

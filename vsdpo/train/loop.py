@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,10 +13,10 @@ from vsdpo.train import checkpoint, distributed, logs
 from vsdpo.train.config import ConfigError, TrainConfig, save_config
 from vsdpo.train.data import TaskSampler, prepare_tasks
 from vsdpo.train.evaluate import Evaluator, eval_tasks
-from vsdpo.train.generate import generate_rollouts
 from vsdpo.train.model import load_policy, resolve_policy
-from vsdpo.train.scoring import RenderPool, score_rollouts
+from vsdpo.train.scoring import RenderPool, generate_and_render, score_rollouts, visual_reward
 from vsdpo.train.teacher import Teacher
+from vsdpo.train.timing import StepClock
 from vsdpo.train.update import build_optimizer, policy_update
 from vsdpo.train.warmstart import warm_start
 
@@ -69,7 +68,11 @@ def train(config: TrainConfig) -> dict:
         )
     if config.run.cpu_threads and device.type == "cpu":
         torch.set_num_threads(config.run.cpu_threads)
-    render_pool = RenderPool(config.rollout.render_workers, config.rollout.render_timeout_s)
+    render_pool = RenderPool(
+        config.rollout.render_workers,
+        config.rollout.render_timeout_s,
+        record_chartmimic=visual_reward(config).compares_charts,  # one run per chart program
+    )
     try:
         tasks = prepare_tasks(config, render_pool)  # before the model: a bad task source fails fast
         held_out = eval_tasks(config, render_pool)
@@ -94,41 +97,42 @@ def train(config: TrainConfig) -> dict:
         metrics: dict = {}
 
         for step in range(state.step + 1, config.run.max_steps + 1):
-            t0 = time.perf_counter()
+            clock = StepClock()
             picked = sampler.next_batch(
                 config.rollout.prompts_per_step, distributed.rank(), distributed.world_size()
             )
             batch = tasks.pick(picked)
-            rollouts = generate_rollouts(model, processor, batch.tasks, batch.images, config)
-            t_generate = time.perf_counter() - t0
-            state.render_crashes += render_pool.render_rollouts(rollouts)
-            state.render_crashes += score_rollouts(
-                rollouts, config, render_pool
-            )  # rewards and group advantages
+            with clock.stage("generate"):  # renders start as each generate call ends
+                rollouts, renders = generate_and_render(
+                    model, processor, batch.tasks, batch.images, config, render_pool
+                )
+            with clock.stage("render"):  # what is left of them
+                state.render_crashes += render_pool.render_rollouts(rollouts, renders)
+            with clock.stage("score"):  # rewards and group advantages
+                state.render_crashes += score_rollouts(rollouts, config, render_pool)
             state.check_crashes(config)
-            update = policy_update(
-                model, teacher, processor, rollouts, batch.images, optimizer, scheduler, config
-            )
+            with clock.stage("update"):
+                update = policy_update(
+                    model, teacher, processor, rollouts, batch.images, optimizer, scheduler, config, clock
+                )
             state.count(step, update, config)
             if not update.skipped:
-                teacher.update(model)
-            metrics = logs.step_metrics(
-                rollouts,
-                update,
-                generate_s=t_generate,
-                step_s=time.perf_counter() - t0,
-                lr=scheduler.get_last_lr()[0],
-            )
-            last = step == config.run.max_steps
-            if step % config.logging.logging_steps == 0 or last:
-                logger.log(step, metrics)
+                with clock.stage("teacher"):
+                    teacher.update(model)
+            held_out_result = None
             if evaluator is not None and evaluator.due(step):
-                held_out_result = evaluator.run(model, processor, step)
-                logger.log_eval(held_out_result)
-                metrics.update({f"eval_{k}": v for k, v in held_out_result.metrics().items()})
+                with clock.stage("eval"):
+                    held_out_result = evaluator.run(model, processor, step)
+            last = step == config.run.max_steps
             samples = config.logging.num_sample_renders
             if distributed.is_main() and samples and (step % config.logging.sample_every == 0 or last):
                 logs.save_samples(run_dir, step, rollouts, samples)
+            metrics = logs.step_metrics(rollouts, update, **clock.metrics(), lr=scheduler.get_last_lr()[0])
+            if step % config.logging.logging_steps == 0 or last:
+                logger.log(step, metrics)
+            if held_out_result is not None:
+                logger.log_eval(held_out_result)
+                metrics.update({f"eval_{k}": v for k, v in held_out_result.metrics().items()})
             if step % config.checkpoint.save_steps == 0 or last:
                 state.step = step
                 save(config, run_dir, state, model, optimizer, scheduler, sampler, teacher)
@@ -143,7 +147,7 @@ def train(config: TrainConfig) -> dict:
     return metrics
 
 
-def restore(config, run_dir: Path, model, optimizer, scheduler, sampler, teacher) -> LoopState:
+def restore(config: TrainConfig, run_dir: Path, model, optimizer, scheduler, sampler, teacher) -> LoopState:
     """The loop's state: from the newest complete checkpoint with ``run.resume``, else a fresh one."""
     state = LoopState()
     if config.run.resume:
@@ -161,7 +165,9 @@ def restore(config, run_dir: Path, model, optimizer, scheduler, sampler, teacher
     return state
 
 
-def save(config, run_dir: Path, state: LoopState, model, optimizer, scheduler, sampler, teacher) -> None:
+def save(
+    config: TrainConfig, run_dir: Path, state: LoopState, model, optimizer, scheduler, sampler, teacher
+) -> None:
     trainer_state = {
         **dataclasses.asdict(state),
         "sampler": sampler.state_dict(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import transformers
@@ -20,6 +21,11 @@ from transformers.utils import is_torchvision_available
 from vsdpo.tiny import build_tiny, image_only
 from vsdpo.train.config import ConfigError, TrainConfig
 from vsdpo.train.data import cache_dir
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase, ProcessorMixin
+
+    Processor = ProcessorMixin | PreTrainedTokenizerBase  # a VLM's processor, or a text model's tokenizer
 
 log = logging.getLogger("vsdpo.train")
 
@@ -55,7 +61,7 @@ def resolve_policy(config: TrainConfig) -> TrainConfig:
     return config
 
 
-def load_policy(config, device):
+def load_policy(config: TrainConfig, device: torch.device) -> tuple[PreTrainedModel, Processor]:
     """(model, processor) on ``device``, as ``config.model`` describes."""
     spec = config.model
     if spec.name == "tiny":
@@ -79,7 +85,7 @@ def load_policy(config, device):
     return model.to(device), processor
 
 
-def load_pretrained(config):
+def load_pretrained(config: TrainConfig) -> tuple[PreTrainedModel, Processor]:
     """A vision-language model with its processor, or a causal LM with its tokenizer, from
     ``config.model.name`` (a local folder or a hub id, downloaded to the Hugging Face cache)."""
     spec = config.model
@@ -107,7 +113,7 @@ def load_pretrained(config):
     return model, processor
 
 
-def load_processor(name: str, model_config):
+def load_processor(name: str, model_config: PretrainedConfig) -> ProcessorMixin:
     """``AutoProcessor.from_pretrained(name)``; where torchvision is missing and the processor has a
     video part (Qwen3-VL's has), the same processor without it, with one warning (``vsdpo.tiny.image_only``)."""
     if is_torchvision_available():
@@ -128,12 +134,12 @@ def load_processor(name: str, model_config):
     return image_only(processor_class).from_pretrained(name)
 
 
-def reads_images(model_config) -> bool:
+def reads_images(model_config: PretrainedConfig) -> bool:
     """Whether a checkpoint's config is a vision-language model's (it has a vision tower)."""
     return getattr(model_config, "vision_config", None) is not None
 
 
-def pretrained_config(name: str):
+def pretrained_config(name: str) -> PretrainedConfig:
     """``AutoConfig.from_pretrained(name)``, with a ``ConfigError`` that says where it looked."""
     try:
         return transformers.AutoConfig.from_pretrained(name)
@@ -159,7 +165,7 @@ def load_error(name: str, error: Exception) -> str:
     )
 
 
-def apply_liger(model) -> None:
+def apply_liger(model: PreTrainedModel) -> None:
     """Liger-Kernel's layer kernels (RMSNorm, RoPE, SwiGLU) for the model's type, by Liger's own
     dispatch; the cross-entropy stays unpatched, since the fused SDPO loss replaces it."""
     if not torch.cuda.is_available():

@@ -1,76 +1,77 @@
 """Scoring: every rollout's program rendered in the sandbox, its reward (vsdpo.feedback.rewards plus any
 user reward callables), and the group-normalised advantages of GRPO.
 
-A render that fails by a fault of the system (``RenderResult.fault == "system"``: a lost worker, a
-renderer fault, a reply that could not be trusted) is rendered once more; if it fails so again, or its
-reward cannot be computed, the rollout is *crashed*: it has no reward, its group's advantages are
-computed over the others, and the update leaves it out of both loss terms and of the teacher's
-context. Crashes count against ``run.max_render_crashes``.
+Renders go through the render pool both trainers share (vsdpo.feedback.rendering.RenderPool): a render
+that fails by a fault of the system (``RenderResult.fault == "system"``: a lost worker, a renderer
+fault, a reply that could not be trusted) is rendered once more. If it fails so again the rollout's
+render has *crashed* (``Rollout.render_crashed``); if its reward cannot be computed, its reward has
+*failed* (``Rollout.reward_failed``). Either way the rollout is *left out* (``Rollout.left_out``): it
+has no reward, its group's advantages are computed over the others, and the update leaves it out of
+both loss terms and of the teacher's context. Both count against ``run.max_render_crashes``.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 import torch
 
+from vsdpo.feedback import rendering
 from vsdpo.feedback.rewards import RewardConfig, VisualReward
-from vsdpo.render import RenderResult, render_retrying
-from vsdpo.train.generate import Rollout
+from vsdpo.tasks import Task
+from vsdpo.train.config import TrainConfig
+from vsdpo.train.generate import Rollout, generate_rollouts
 
 log = logging.getLogger("vsdpo.train")
 
 
-class RenderPool:
-    """Renders programs on worker threads, each calling ``vsdpo.render.render`` (itself sandboxed)."""
+class RenderPool(rendering.RenderPool):
+    """The shared render pool (vsdpo.feedback.rendering), which also renders a step's rollouts."""
 
-    def __init__(self, workers: int, timeout_s: float):
-        self.executor = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="render")
-        self.timeout_s = timeout_s
+    def start(self, rollouts: list[Rollout]) -> list[Future]:
+        """Start rendering ``rollouts``; :meth:`render_rollouts` with the futures collects them."""
+        return [self.submit(rollout.program, rollout.task.kind) for rollout in rollouts]
 
-    def submit(self, code: str, kind: str) -> Future:
-        """Render ``code`` (a fault of the system is rendered once more, vsdpo.render.render_retrying)."""
-        return self.executor.submit(render_retrying, code, kind, timeout_s=self.timeout_s)
-
-    def map(self, function, items) -> list:
-        """``function`` over ``items`` on the pool's threads (rewards run sandboxed metrics too)."""
-        return list(self.executor.map(function, items))
-
-    def render_rollouts(self, rollouts: list[Rollout]) -> int:
-        """Fill ``rollout.render`` for each; returns the number of crashed renders: faults of the system
-        (after one more try), never the program's own failures."""
-        futures = [self.submit(rollout.program, rollout.task.kind) for rollout in rollouts]
-        crashed = 0
+    def render_rollouts(self, rollouts: list[Rollout], futures: list[Future] | None = None) -> int:
+        """Fill ``rollout.render`` for each (from ``futures`` of :meth:`start` where given); returns the
+        number of crashed renders: faults of the system (after one more try), never the program's own
+        failures."""
+        futures = self.start(rollouts) if futures is None else futures
+        if len(futures) != len(rollouts):
+            raise ValueError(f"futures: expected {len(rollouts)} (one per rollout), got {len(futures)}")
         for rollout, future in zip(rollouts, futures, strict=True):
-            try:
-                rollout.render = future.result()
-                if rollout.render.fault == "system":
-                    crashed += 1
-                    rollout.render_crashed = True
-                    log.warning(
-                        "render of task %s failed by a fault of the system (%s): %s; left out",
-                        rollout.task.id,
-                        rollout.render.error_kind,
-                        rollout.render.error,
-                    )
-            except Exception as error:  # the renderer itself failed: the run goes on without this rollout
-                crashed += 1
-                rollout.render_crashed = True
-                rollout.render = RenderResult.failure(
-                    rollout.task.kind, f"render crashed: {type(error).__name__}: {error}"
-                )
+            rollout.render = rendering.resolved(future, rollout.task.kind)
+            if rollout.render_crashed:
                 log.warning(
-                    "render crashed for task %s: %s: %s", rollout.task.id, type(error).__name__, error
+                    "render of task %s failed by a fault of the system (%s): %s; left out",
+                    rollout.task.id,
+                    rollout.render.error_kind,
+                    rollout.render.error,
                 )
-        return crashed
-
-    def shutdown(self) -> None:
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        return sum(rollout.render_crashed for rollout in rollouts)
 
 
-def visual_reward(config) -> VisualReward:
+def generate_and_render(
+    model, processor, tasks: list[Task], target_images: list, config: TrainConfig, render_pool: RenderPool
+) -> tuple[list[Rollout], list[Future]]:
+    """The step's rollouts, their renders started: with ``rollout.groups_per_generate`` n > 0, the
+    groups are sampled n at a time and each call's renders run while the next call samples; with 0,
+    every group in one call, then the renders (the synchronous step). Collect the renders with
+    ``render_pool.render_rollouts(rollouts, futures)``."""
+    per_call = config.rollout.groups_per_generate or len(tasks)
+    rollouts: list[Rollout] = []
+    futures: list[Future] = []
+    for first in range(0, len(tasks), per_call):
+        end = first + per_call
+        part = generate_rollouts(model, processor, tasks[first:end], target_images[first:end], config, first)
+        futures += render_pool.start(part)
+        rollouts += part
+    return rollouts, futures
+
+
+def visual_reward(config: TrainConfig) -> VisualReward:
     return VisualReward(
         RewardConfig(
             kind=config.data.kind,
@@ -80,13 +81,16 @@ def visual_reward(config) -> VisualReward:
     )
 
 
-def rollout_rewards(rollouts: list[Rollout], config, render_pool: RenderPool) -> list[float | None]:
-    """Each rendered rollout's reward from vsdpo.feedback.rewards; None where it could not be computed (its
-    sandbox died, say), which also marks the rollout crashed: a warning, and no loss on it."""
+def rollout_rewards(
+    rollouts: list[Rollout], config: TrainConfig, render_pool: RenderPool
+) -> list[float | None]:
+    """Each rendered rollout's reward from vsdpo.feedback.rewards; None where its render crashed, or
+    where the reward could not be computed (its sandbox died, say), which marks ``reward_failed``: a
+    warning, and no loss on it."""
     reward = visual_reward(config)
 
     def score(rollout: Rollout) -> float | None:
-        if rollout.render_crashed:
+        if rollout.left_out:
             return None
         try:
             assessment = reward.assess(
@@ -94,7 +98,7 @@ def rollout_rewards(rollouts: list[Rollout], config, render_pool: RenderPool) ->
             )
         except Exception as error:  # the run goes on without this rollout
             log.warning("reward failed for task %s: %s: %s", rollout.task.id, type(error).__name__, error)
-            rollout.render_crashed = True
+            rollout.reward_failed = True
             return None
         rollout.differences = assessment.differences
         return assessment.reward
@@ -102,19 +106,16 @@ def rollout_rewards(rollouts: list[Rollout], config, render_pool: RenderPool) ->
     return render_pool.map(score, rollouts)
 
 
-def score_rollouts(rollouts: list[Rollout], config, render_pool: RenderPool) -> int:
+def score_rollouts(rollouts: list[Rollout], config: TrainConfig, render_pool: RenderPool) -> int:
     """Fill each rollout's reward and its group advantage; returns how many rewards failed.
 
-    A crashed rollout (its render a fault of the system, or its reward failed) takes the mean reward of
-    its group's other rollouts, for the logs only: its advantage is 0 and the others' are computed
-    without it.
+    A left-out rollout (its render crashed, or its reward failed) takes the mean reward of its group's
+    other rollouts, for the logs only: its advantage is 0 and the others' are computed without it.
     """
-    crashed_before = [rollout.render_crashed for rollout in rollouts]
+    failed_before = sum(rollout.reward_failed for rollout in rollouts)
     scored = rollout_rewards(rollouts, config, render_pool)
-    failures = sum(
-        r.render_crashed and not before for r, before in zip(rollouts, crashed_before, strict=True)
-    )
-    valid = [not rollout.render_crashed for rollout in rollouts]
+    failures = sum(rollout.reward_failed for rollout in rollouts) - failed_before
+    valid = [not rollout.left_out for rollout in rollouts]
     values = fill_missing(scored, config.rollout.num_generations)
     for spec in config.reward.funcs:  # user reward callables, TRL's signature
         module_name, _, function_name = spec.partition(":")

@@ -14,19 +14,32 @@ import dataclasses
 import logging
 import math
 from collections import defaultdict
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from vsdpo.train import distributed
 from vsdpo.train.batch import GroupBatch, build_group
 from vsdpo.train.generate import Rollout
+from vsdpo.train.loss import LossHead
 from vsdpo.train.teacher import Teacher
+from vsdpo.train.timing import StepClock, null_stage
+
+if TYPE_CHECKING:
+    from PIL import Image
+    from transformers import PreTrainedModel
+
+    from vsdpo.sharing import RolloutGroup
+    from vsdpo.train.config import TrainConfig
+    from vsdpo.train.model import Processor
 
 log = logging.getLogger("vsdpo.train")
 
 
-@dataclass
+@dataclass(frozen=True)
 class UpdateResult:
     """What one update did: the global losses, the gradient norm, token means, and whether it was skipped."""
 
@@ -69,7 +82,9 @@ class UpdateResult:
         return {**values, "skipped": float(self.skipped)}
 
 
-def build_optimizer(model, config):
+def build_optimizer(
+    model: PreTrainedModel, config: TrainConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW and a per-step learning-rate schedule with linear warm-up."""
     opt = config.optimizer
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
@@ -109,11 +124,20 @@ def micro_batch_scale(
 
 
 def policy_update(
-    model, teacher: Teacher, processor, rollouts: list[Rollout], target_images, optimizer, scheduler, config
+    model: PreTrainedModel,
+    teacher: Teacher,
+    processor: Processor,
+    rollouts: list[Rollout],
+    target_images: list[Image.Image | None],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    config: TrainConfig,
+    clock: StepClock | None = None,
 ) -> UpdateResult:
-    """``algorithm.num_iterations`` times: backward over every group, then clip and step."""
+    """``algorithm.num_iterations`` times: backward over every group, then clip and step. ``clock``
+    (vsdpo.train.timing) counts the teacher's own pass apart from the rest of the update."""
     G = config.rollout.num_generations
-    valid = [not r.render_crashed for r in rollouts]
+    valid = [not r.left_out for r in rollouts]
     total_tokens = distributed.all_reduce_sum(
         sum(len(r.response_ids) for r, ok in zip(rollouts, valid, strict=True) if ok)
     )
@@ -121,12 +145,14 @@ def policy_update(
     if total_sequences == 0:  # every render or reward crashed, on every rank: nothing to learn from
         return UpdateResult.nothing("no usable rollout (every render or reward crashed)")
     with_feedback = config.algorithm.uses_distillation
-    groups = []  # each group's rollouts and their tokenized RolloutGroup, the same for every iteration
+    # Each group's rollouts and their tokenized RolloutGroup, the same for every iteration.
+    groups: list[tuple[list[Rollout], RolloutGroup]] = []
     chunks = [rollouts[i : i + G] for i in range(0, len(rollouts), G)]
     for group_rollouts, target_image in zip(chunks, target_images, strict=True):
         group = build_group(processor, group_rollouts, target_image, config, with_feedback=with_feedback)
         groups.append((group_rollouts, group))
-    fixed: list[dict] = [{} for _ in groups]  # per group, from the first iteration: old and ref log-probs
+    # Per group, from the first iteration: the old and the reference log-probs ("old", "ref").
+    fixed: list[dict[str, torch.Tensor]] = [{} for _ in groups]
     results = []
     for iteration in range(config.algorithm.num_iterations):
         result = one_iteration(
@@ -139,6 +165,7 @@ def policy_update(
             first=iteration == 0,
             total_tokens=total_tokens,
             total_sequences=total_sequences,
+            stage=null_stage if clock is None else clock.stage,
         )
         results.append(result)
         if result.skipped:
@@ -153,48 +180,48 @@ def policy_update(
 
 
 def one_iteration(
-    model,
-    teacher,
-    groups,
-    fixed,
-    optimizer,
-    config,
+    model: PreTrainedModel,
+    teacher: Teacher,
+    groups: list[tuple[list[Rollout], RolloutGroup]],
+    fixed: list[dict[str, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
     *,
     first: bool,
     total_tokens: float,
     total_sequences: float,
+    stage: Callable[[str], AbstractContextManager[None]] = null_stage,
 ) -> UpdateResult:
     """One backward over every group, then clip and step: one of ``algorithm.num_iterations``. The
     first iteration records in ``fixed`` what the later ones reuse: the policy's log-probs as the step
     starts (the ratio's denominator for ``old_logprobs: detached``) and the reference policy's."""
-    loss_config = config.loss_config()
+    head = LossHead.of(model, config)  # vsdpo.train.loss: config.loss_config() and the output layer
+    loss_type = head.config.loss_type
     world = distributed.world_size()
-    head = model.get_output_embeddings()  # a vsdpo.train.distributed.LossHead
     device = head.weight.device
     sums: dict[str, float] = defaultdict(float)
     model.train()
     for index, (group_rollouts, group) in enumerate(groups):
         if hasattr(model, "set_requires_gradient_sync"):  # FSDP2: reduce on the last micro-batch only
             model.set_requires_gradient_sync(index == len(groups) - 1)
-        hidden, teacher_hidden = teacher.hidden(model, group, config)
+        hidden, teacher_hidden = teacher.hidden(model, group, config, stage=stage)
         batch = GroupBatch.build(
             group_rollouts,
             hidden.response_mask.to(device),
             config,
             teacher_hidden=teacher_hidden,
-            num_items_in_batch=total_tokens if loss_config.loss_type == "dapo" else None,
+            num_items_in_batch=total_tokens if loss_type == "dapo" else None,
         )
-        if loss_config.kl_beta > 0:
-            if first:
-                fixed[index]["ref"] = teacher.reference_logprobs(group, batch.targets, config)
-            batch.ref_logprobs = fixed[index]["ref"]
-        if batch.old_logprobs is None and not first:
-            batch.old_logprobs = fixed[index]["old"]
-        loss, out = head(hidden.student_hidden, batch, config=loss_config, impl=config.algorithm.loss_impl)
+        if head.config.kl_beta > 0 and first:
+            fixed[index]["ref"] = teacher.reference_logprobs(group, batch.targets, config)
+        old_logprobs = batch.old_logprobs if first or batch.old_logprobs is not None else fixed[index]["old"]
+        batch = dataclasses.replace(batch, ref_logprobs=fixed[index].get("ref"), old_logprobs=old_logprobs)
+        out = head(batch.loss_inputs(hidden.student_hidden, head.weight))
+        loss = out.loss
         if first:
             fixed[index]["old"] = out.logprobs.detach()
         scale = micro_batch_scale(
-            loss_config.loss_type,
+            loss_type,
             int(batch.mask.sum()),
             int(batch.valid.sum()),
             total_tokens,
@@ -232,8 +259,8 @@ def one_iteration(
     )
     if not (math.isfinite(result.loss) and math.isfinite(grad_norm)):
         optimizer.zero_grad(set_to_none=True)
-        result.skipped, result.reason = True, f"non-finite loss {result.loss} or gradient norm {grad_norm}"
-        return result
+        reason = f"non-finite loss {result.loss} or gradient norm {grad_norm}"
+        return dataclasses.replace(result, skipped=True, reason=reason)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return result

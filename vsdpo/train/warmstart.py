@@ -9,7 +9,7 @@ Two supervised stages on the training tasks' reference programs:
    fail, half run but draw something else) and sampled from the model of stage 1 itself; each is
    rendered for real in the sandbox and scored against the task's reference, and its feedback —
    error text and lines, or the differences from the target and the defects, with the render — is
-   built by vsdpo.feedback.teacher_context, exactly as the teacher sees it in training. The references
+   built by vsdpo.feedback.builder, exactly as the teacher sees it in training. The references
    themselves come too, with their own feedback ("It matches the target"), so that the teacher
    learns to keep a program that is right. ``warmstart.repair_steps`` steps then train on a
    half-and-half mix of first attempts and repairs (task + feedback -> reference), so that the model
@@ -26,16 +26,25 @@ import math
 import os
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
-from vsdpo.feedback.teacher_context import teacher_context, told_differences
+from vsdpo.feedback.builder import feedback_context
 from vsdpo.tasks import builtin_chart_tasks
 from vsdpo.tiny import config_key
 from vsdpo.train.corrupt import corrupt
 from vsdpo.train.data import TaskSet, cache_dir, with_target_images
-from vsdpo.train.generate import encode, prompt_text, sample_programs, seeded
+from vsdpo.train.generate import encode, feedback_options, prompt_text, sample_programs, seeded
 from vsdpo.train.scoring import visual_reward
+
+if TYPE_CHECKING:
+    from PIL import Image
+    from transformers import PreTrainedModel
+
+    from vsdpo.train.config import TrainConfig
+    from vsdpo.train.model import Processor
+    from vsdpo.train.scoring import RenderPool
 
 log = logging.getLogger("vsdpo.train")
 
@@ -52,7 +61,7 @@ class Example:
     feedback_images: list = field(default_factory=list)
 
 
-def cache_key(processor, config) -> str:
+def cache_key(processor: Processor, config: TrainConfig) -> str:
     tokenizer = getattr(processor, "tokenizer", processor)
     backend = getattr(tokenizer, "backend_tokenizer", None)
     model, data, warm = config.model, config.data, config.warmstart
@@ -84,7 +93,13 @@ def cache_key(processor, config) -> str:
     )
 
 
-def warm_start(model, processor, task_set: TaskSet, config, render_pool) -> None:
+def warm_start(
+    model: PreTrainedModel,
+    processor: Processor,
+    task_set: TaskSet,
+    config: TrainConfig,
+    render_pool: RenderPool,
+) -> None:
     """Load the cached base policy, or train it (both stages) and cache it."""
     path = cache_dir(config) / f"warmstart-{cache_key(processor, config)}.pt"
     if path.exists():
@@ -120,7 +135,14 @@ def warm_start(model, processor, task_set: TaskSet, config, render_pool) -> None
     tmp.replace(path)
 
 
-def repair_examples(model, processor, task_set: TaskSet, targets, config, render_pool) -> list[Example]:
+def repair_examples(
+    model: PreTrainedModel,
+    processor: Processor,
+    task_set: TaskSet,
+    targets: list[Image.Image | None],
+    config: TrainConfig,
+    render_pool: RenderPool,
+) -> list[Example]:
     """Flawed programs (corrupted references and the model's own samples) and the references, rendered
     and scored against the reference, each with its feedback; the answer is always the reference."""
     warm = config.warmstart
@@ -152,19 +174,14 @@ def repair_examples(model, processor, task_set: TaskSet, targets, config, render
         except Exception as error:  # a reward that cannot be computed: the feedback without the comparison
             log.warning("warm-start: reward failed for task %s: %s: %s", task.id, type(error).__name__, error)
             differences = None
-        context = teacher_context(
-            render,
-            program,
-            differences=told_differences(differences, config.algorithm.feedback),
-            with_image=config.algorithm.teacher_image,
-        )
+        context = feedback_context(render, program, differences=differences, options=feedback_options(config))
         return Example(task.prompt + context.text, task.reference, targets[index], context.images)
 
     # The renders are queued first: an example, on the same threads, waits only on its own render.
     return render_pool.map(example, zip(programs, futures, strict=True))
 
 
-def extra_repair_tasks(task_set: TaskSet, config, render_pool) -> TaskSet:
+def extra_repair_tasks(task_set: TaskSet, config: TrainConfig, render_pool: RenderPool) -> TaskSet:
     """``warmstart.repair_tasks`` built-in tasks of the training split beyond the run's own, with their
     target images, for repairs only (none for other task sources). On the run's own tasks the answer
     can be recalled from the prompt; on these it must be read from the feedback and the program."""
@@ -176,7 +193,13 @@ def extra_repair_tasks(task_set: TaskSet, config, render_pool) -> TaskSet:
     return with_target_images([t for t in generated if t.prompt not in known][:count], config, render_pool)
 
 
-def own_samples(model, processor, task_set: TaskSet, targets, config) -> list[tuple[int, str]]:
+def own_samples(
+    model: PreTrainedModel,
+    processor: Processor,
+    task_set: TaskSet,
+    targets: list[Image.Image | None],
+    config: TrainConfig,
+) -> list[tuple[int, str]]:
     """``warmstart.own_samples`` programs per task sampled from the model as it is (after stage 1)."""
     indices = [
         i
@@ -191,7 +214,15 @@ def own_samples(model, processor, task_set: TaskSet, targets, config) -> list[tu
     return list(zip(indices, programs, strict=True))
 
 
-def fit(model, processor, pools: list[list[Example]], steps: int, config, generator, stage: str) -> None:
+def fit(
+    model: PreTrainedModel,
+    processor: Processor,
+    pools: list[list[Example]],
+    steps: int,
+    config: TrainConfig,
+    generator: torch.Generator,
+    stage: str,
+) -> None:
     """``steps`` supervised steps, each batch drawn evenly from ``pools``; loss on the answers only."""
     warm = config.warmstart
     tokenizer = getattr(processor, "tokenizer", processor)
