@@ -95,8 +95,8 @@ def through_vsdpo_train(tokenizer, ids, feedback: str, monkeypatch) -> tuple[str
     processor = SimpleNamespace(tokenizer=tokenizer, apply_chat_template=lambda *args, **kwargs: "p")
     rollouts = generate.generate_rollouts(None, processor, [Task("t", "chart", "p")], [None], config)
     with RenderPool(1, 5) as pool:
-        pool.render_rollouts(rollouts)
-        score_rollouts(rollouts, config, pool)
+        rollouts, _ = pool.render_rollouts(rollouts)
+        rollouts, _ = score_rollouts(rollouts, config, pool)
     group = build_group(processor, rollouts, None, config, with_feedback=True)
     credit = credit_matrix(rollouts, len(ids), config)[0].tolist()
     return rollouts[0].text, rollouts[0].token_offsets, group.feedbacks[0], credit

@@ -142,9 +142,9 @@ def test_the_trainer_credits_differences_only_with_the_compare_feedback(feedback
         text,
         [(i, i + 1) for i in range(len(text))],
         GENERATED,
+        render=RenderResult("chart", ok=True),
+        differences=(Defect(diff.DIFFERENCE, 0.5, [], [5], "text 'Sales' should be 'Revenue'"),),
     )
-    rollout.render = RenderResult("chart", ok=True)
-    rollout.differences = (Defect(diff.DIFFERENCE, 0.5, [], [5], "text 'Sales' should be 'Revenue'"),)
     config = load_config(None, {"algorithm.feedback": feedback, "algorithm.credit_alpha": "1"})
     credit = credit_matrix([rollout], len(text), config)[0]
     credited = {text[i] for i in range(len(text)) if credit[i] > 1}

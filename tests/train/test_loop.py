@@ -146,7 +146,11 @@ def test_crashed_render_becomes_a_masked_failure(monkeypatch):
 
     monkeypatch.setattr(pool, "submit", crash)
     rollout = Rollout(Task("t", "chart", "p"), 0, torch.tensor([1]), torch.tensor([0.0]), "x", [(0, 1)], "x")
-    assert pool.render_rollouts([rollout]) == 1
+    (rendered,), crashed = pool.render_rollouts([rollout])
+    assert crashed == 1 and rollout.render is None  # the stage returns a copy: a hand-off never changes
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rendered.reward = 1.0
+    rollout = rendered
     assert rollout.render_crashed and not rollout.render.ok and "worker died" in rollout.render.error
     pool.shutdown()
 
@@ -221,11 +225,11 @@ def test_failed_reward_is_masked_and_moves_no_advantage(monkeypatch):
         Rollout(Task("t", "chart", "p"), 0, torch.tensor([1]), torch.tensor([0.0]), c, [(0, 1)], c)
         for c in ("0", "1", "boom", "0.5")
     ]
-    for rollout in rollouts:
-        rollout.render = RenderResult("chart", ok=True)
+    rollouts = [dataclasses.replace(rollout, render=RenderResult("chart", ok=True)) for rollout in rollouts]
     config = load_config(None, {"rollout.num_generations": 4, "reward.scale_rewards": "none"})
     pool = RenderPool(workers=2, timeout_s=5)
-    assert score_rollouts(rollouts, config, pool) == 1
+    rollouts, failed = score_rollouts(rollouts, config, pool)
+    assert failed == 1
     pool.shutdown()
     assert [r.reward_failed for r in rollouts] == [False, False, True, False]
     assert [r.left_out for r in rollouts] == [False, False, True, False] and not rollouts[2].render_crashed
@@ -268,8 +272,16 @@ def test_torn_and_later_records_are_dropped(tmp_path):
 
 
 def test_a_step_without_usable_rollouts_is_skipped():
-    rollout = Rollout(Task("t", "chart", "p"), 0, torch.tensor([1]), torch.tensor([0.0]), "x", [(0, 1)], "x")
-    rollout.reward_failed = True
+    rollout = Rollout(
+        Task("t", "chart", "p"),
+        0,
+        torch.tensor([1]),
+        torch.tensor([0.0]),
+        "x",
+        [(0, 1)],
+        "x",
+        reward_failed=True,
+    )
     config = load_config(None, {"rollout.num_generations": 2})
     result = policy_update(None, None, None, [rollout, rollout], [None], None, None, config)
     assert result.skipped and "no usable rollout" in result.reason

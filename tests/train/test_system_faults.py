@@ -105,8 +105,10 @@ def test_a_system_fault_contributes_nothing_to_the_loss(monkeypatch):
     config = load_config(None, {"rollout.num_generations": 4, "algorithm.credit_alpha": "1"})
     pool = RenderPool(workers=2, timeout_s=5)
     try:
-        assert pool.render_rollouts(rollouts) == 1
-        assert score_rollouts(rollouts, config, pool) == 0
+        rollouts, crashed = pool.render_rollouts(rollouts)
+        assert crashed == 1
+        rollouts, failed = score_rollouts(rollouts, config, pool)
+        assert failed == 0
     finally:
         pool.shutdown()
     assert [r.render_crashed for r in rollouts] == [False, False, True, False]

@@ -24,9 +24,10 @@ from vsdpo.train import distributed
 from vsdpo.train.config import TrainConfig
 
 
-@dataclass(eq=False)  # compared by identity: it holds tensors
+@dataclass(frozen=True, eq=False)  # compared by identity: it holds tensors
 class Rollout:
-    """One sampled response of the group of prompt ``task``; scoring fills the last five fields.
+    """One sampled response of the group of prompt ``task``. Frozen: the render and scoring stages
+    (vsdpo.train.scoring) return copies with the last five fields filled.
 
     ``text`` and ``token_offsets`` are vsdpo.feedback.spans' decoding of ``response_ids``, the one
     ``vsdpo.integrations.trl`` uses too."""

@@ -107,9 +107,10 @@ def train(config: TrainConfig) -> dict:
                     model, processor, batch.tasks, batch.images, config, render_pool
                 )
             with clock.stage("render"):  # what is left of them
-                state.render_crashes += render_pool.render_rollouts(rollouts, renders)
+                rollouts, crashed = render_pool.render_rollouts(rollouts, renders)
             with clock.stage("score"):  # rewards and group advantages
-                state.render_crashes += score_rollouts(rollouts, config, render_pool)
+                rollouts, failed = score_rollouts(rollouts, config, render_pool)
+            state.render_crashes += crashed + failed
             state.check_crashes(config)
             with clock.stage("update"):
                 update = policy_update(

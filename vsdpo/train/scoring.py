@@ -12,6 +12,7 @@ both loss terms and of the teacher's context. Both count against ``run.max_rende
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 from concurrent.futures import Future
@@ -34,15 +35,20 @@ class RenderPool(rendering.RenderPool):
         """Start rendering ``rollouts``; :meth:`render_rollouts` with the futures collects them."""
         return [self.submit(rollout.program, rollout.task.kind) for rollout in rollouts]
 
-    def render_rollouts(self, rollouts: list[Rollout], futures: list[Future] | None = None) -> int:
-        """Fill ``rollout.render`` for each (from ``futures`` of :meth:`start` where given); returns the
+    def render_rollouts(
+        self, rollouts: list[Rollout], futures: list[Future] | None = None
+    ) -> tuple[list[Rollout], int]:
+        """``rollouts`` with their renders (from ``futures`` of :meth:`start` where given), and the
         number of crashed renders: faults of the system (after one more try), never the program's own
         failures."""
         futures = self.start(rollouts) if futures is None else futures
         if len(futures) != len(rollouts):
             raise ValueError(f"futures: expected {len(rollouts)} (one per rollout), got {len(futures)}")
-        for rollout, future in zip(rollouts, futures, strict=True):
-            rollout.render = rendering.resolved(future, rollout.task.kind)
+        rendered = [
+            dataclasses.replace(rollout, render=rendering.resolved(future, rollout.task.kind))
+            for rollout, future in zip(rollouts, futures, strict=True)
+        ]
+        for rollout in rendered:
             if rollout.render_crashed:
                 log.warning(
                     "render of task %s failed by a fault of the system (%s): %s; left out",
@@ -50,7 +56,7 @@ class RenderPool(rendering.RenderPool):
                     rollout.render.error_kind,
                     rollout.render.error,
                 )
-        return sum(rollout.render_crashed for rollout in rollouts)
+        return rendered, sum(rollout.render_crashed for rollout in rendered)
 
 
 def generate_and_render(
@@ -83,37 +89,38 @@ def visual_reward(config: TrainConfig) -> VisualReward:
 
 def rollout_rewards(
     rollouts: list[Rollout], config: TrainConfig, render_pool: RenderPool
-) -> list[float | None]:
-    """Each rendered rollout's reward from vsdpo.feedback.rewards; None where its render crashed, or
-    where the reward could not be computed (its sandbox died, say), which marks ``reward_failed``: a
-    warning, and no loss on it."""
+) -> list[tuple[Rollout, float | None]]:
+    """Each rendered rollout, with its differences from the target, and its reward from
+    vsdpo.feedback.rewards; None where its render crashed, or where the reward could not be computed
+    (its sandbox died, say), which marks ``reward_failed``: a warning, and no loss on it."""
     reward = visual_reward(config)
 
-    def score(rollout: Rollout) -> float | None:
+    def score(rollout: Rollout) -> tuple[Rollout, float | None]:
         if rollout.left_out:
-            return None
+            return rollout, None
         try:
             assessment = reward.assess(
                 rollout.render, rollout.program, rollout.task.reference, rollout.task.kind
             )
         except Exception as error:  # the run goes on without this rollout
             log.warning("reward failed for task %s: %s: %s", rollout.task.id, type(error).__name__, error)
-            rollout.reward_failed = True
-            return None
-        rollout.differences = assessment.differences
-        return assessment.reward
+            return dataclasses.replace(rollout, reward_failed=True), None
+        return dataclasses.replace(rollout, differences=assessment.differences), assessment.reward
 
     return render_pool.map(score, rollouts)
 
 
-def score_rollouts(rollouts: list[Rollout], config: TrainConfig, render_pool: RenderPool) -> int:
-    """Fill each rollout's reward and its group advantage; returns how many rewards failed.
+def score_rollouts(
+    rollouts: list[Rollout], config: TrainConfig, render_pool: RenderPool
+) -> tuple[list[Rollout], int]:
+    """``rollouts`` with their rewards and group advantages, and how many rewards failed.
 
     A left-out rollout (its render crashed, or its reward failed) takes the mean reward of its group's
     other rollouts, for the logs only: its advantage is 0 and the others' are computed without it.
     """
     failed_before = sum(rollout.reward_failed for rollout in rollouts)
-    scored = rollout_rewards(rollouts, config, render_pool)
+    pairs = rollout_rewards(rollouts, config, render_pool)
+    rollouts, scored = [rollout for rollout, _ in pairs], [value for _, value in pairs]
     failures = sum(rollout.reward_failed for rollout in rollouts) - failed_before
     valid = [not rollout.left_out for rollout in rollouts]
     values = fill_missing(scored, config.rollout.num_generations)
@@ -133,9 +140,11 @@ def score_rollouts(rollouts: list[Rollout], config: TrainConfig, render_pool: Re
             )
         values = [v + (e or 0.0) for v, e in zip(values, extra, strict=True)]
     advantages = group_advantages(values, config.rollout.num_generations, config.reward.scale_rewards, valid)
-    for rollout, value, advantage in zip(rollouts, values, advantages.tolist(), strict=True):
-        rollout.reward, rollout.advantage = float(value), float(advantage)
-    return failures
+    scored_rollouts = [
+        dataclasses.replace(rollout, reward=float(value), advantage=float(advantage))
+        for rollout, value, advantage in zip(rollouts, values, advantages.tolist(), strict=True)
+    ]
+    return scored_rollouts, failures
 
 
 def fill_missing(values: list[float | None], group_size: int) -> list[float]:
