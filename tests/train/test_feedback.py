@@ -163,7 +163,9 @@ def test_running_corruptions_keep_the_program_running_and_differ():
     assert len(mixed) == 4
 
 
-def test_warm_start_repairs_of_every_kind_with_their_real_feedback(tmp_path):
+def test_warm_start_repairs_of_every_kind_with_their_real_feedback(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr("vsdpo.train.warmstart.PROGRESS_EVERY", 5)
+    caplog.set_level("INFO", logger="vsdpo.train")
     tasks = builtin_chart_tasks(3, seed=2)
     config = load_config(
         None,
@@ -181,6 +183,9 @@ def test_warm_start_repairs_of_every_kind_with_their_real_feedback(tmp_path):
         examples = repair_examples(None, None, TaskSet(tasks, [None] * len(tasks)), [None] * 3, config, pool)
     finally:
         pool.shutdown()
+    shown = [r.getMessage() for r in caplog.records]  # the long phase shows its progress
+    assert f"warm-start: rendering and scoring {len(examples)} programs for the repairs" in shown
+    assert f"warm-start: 5/{len(examples)} programs rendered" in shown
     extra = [e for e in examples if e.answer not in {task.reference for task in tasks}]
     assert len(extra) == 2 * 2  # two more tasks, each kept and once corrupted (a corruption that runs)
     assert all("Your program ran." in e.prompt for e in extra)

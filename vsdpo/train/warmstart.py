@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import random
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from vsdpo.train.scoring import RenderPool
 
 log = logging.getLogger("vsdpo.train")
+PROGRESS_EVERY = 200  # a log line per this many repair programs rendered
 
 FORMAT = 4  # bump when the examples change, so that cached weights of an older recipe are not reused
 
@@ -153,6 +155,7 @@ def repair_examples(
             programs.append((index, task.reference))  # it matches: the feedback says so, keep it
             programs += [(index, program) for program in corrupt(task.reference, rng, warm.corruptions)]
     if warm.own_samples:
+        log.info("warm-start: sampling %d programs from the model", warm.own_samples * len(task_set.tasks))
         programs += own_samples(model, processor, task_set, targets, config)
     # Tasks met only here: a program the model cannot know by heart, to keep or to fix from the feedback.
     extra = extra_repair_tasks(task_set, config, render_pool)
@@ -165,10 +168,16 @@ def repair_examples(
         programs += [(index, program) for program in corrupt(task.reference, rng, 1, running_only=True)]
     futures = [render_pool.submit(program, tasks[index].kind) for index, program in programs]
     reward = visual_reward(config)
+    log.info("warm-start: rendering and scoring %d programs for the repairs", len(programs))
+    done, lock = [0], threading.Lock()
 
     def example(job) -> Example:
         (index, program), future = job
         task, render = tasks[index], future.result()
+        with lock:
+            done[0] += 1
+            if done[0] % PROGRESS_EVERY == 0:
+                log.info("warm-start: %d/%d programs rendered", done[0], len(programs))
         try:
             differences = reward.assess(render, program, task.reference, task.kind).differences
         except Exception as error:  # a reward that cannot be computed: the feedback without the comparison
