@@ -186,8 +186,8 @@ def write_plots(run_dir: str | Path) -> list[Path]:
 
 
 def plot_step_time(records: list[dict[str, Any]], path: Path) -> Path | None:
-    """Each step's seconds per stage (``<stage>_s`` of vsdpo.train.timing.STAGES) as stacked bars;
-    None when no record has them."""
+    """Each step's seconds per stage (``<stage>_s`` of vsdpo.train.timing.STAGES) as stacked bars, a
+    held-out evaluation's seconds written above its step; None when no record has them."""
     rows = [r for r in records if all(isinstance(r.get(f"{stage}_s"), int | float) for stage in STAGES)]
     if not rows:
         return None
@@ -195,14 +195,20 @@ def plot_step_time(records: list[dict[str, Any]], path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
     bottom = [0.0] * len(rows)
     for stage in STAGES:
+        if stage == "eval":  # a held-out evaluation dwarfs the steps: written above its bar instead
+            continue
         values = [r[f"{stage}_s"] for r in rows]
         if not any(values):
             continue
         ax.bar(steps, values, bottom=bottom, width=0.85, label=stage)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    for step, top, row in zip(steps, bottom, rows, strict=True):
+        if row["eval_s"] > 0:
+            ax.annotate(f"eval\n{row['eval_s']:.0f} s", (step, top), ha="center", va="bottom", fontsize=7)
+    ax.set_ylim(0, max(bottom) * 1.3 or 1.0)
     ax.set_xlabel("step")
     ax.set_ylabel("seconds")
-    ax.set_title("step time by stage")
+    ax.set_title("step time by stage (held-out evaluations written above their step)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
