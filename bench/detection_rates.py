@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from lint_fidelity import inject_chart, inject_web  # the same injection as the fidelity benchmark
+
 from vsdpo.render import render
 
 RESULTS = Path(__file__).with_name("results")
@@ -59,22 +61,6 @@ WEB_DEFECTS = {
     "clipped_text": '<div style="width:70px;height:16px;overflow:hidden;white-space:nowrap">'
     "Injected sentence that does not fit</div>",
 }
-
-
-def inject_chart(code: str, line: str) -> tuple[str, int] | None:
-    lines = code.splitlines(keepends=True)
-    for index, text in enumerate(lines):
-        if text.startswith("plt.savefig"):
-            return "".join(lines[:index]) + line + "\n" + "".join(lines[index:]), index + 1
-    return None
-
-
-def inject_web(html: str, markup: str) -> tuple[str, int] | None:
-    lines = html.splitlines(keepends=True)
-    for index, text in enumerate(lines):
-        if "<body" in text.lower() and text.rstrip().endswith(">"):
-            return "".join(lines[: index + 1]) + markup + "\n" + "".join(lines[index + 1 :]), index + 2
-    return None
 
 
 def evenly(items: list, count: int) -> list:
@@ -178,9 +164,15 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: v for k, v in report.items() if k != "largest"}, indent=1))
         print(f"written to {out}")
         return 0
-    charts = measure("chart", evenly(programs, args.charts), CHART_DEFECTS, inject_chart)
-    web = measure("web", evenly(pages, args.pages), WEB_DEFECTS, lambda html, markup: inject_web(html, markup),
-                  assets_dir=str(args.data / "design2code"))  # fmt: skip
+    charts = measure(
+        "chart",
+        evenly(programs, args.charts),
+        CHART_DEFECTS,
+        lambda code, line: inject_chart(code, line + "\n"),
+    )
+    web = measure(
+        "web", evenly(pages, args.pages), WEB_DEFECTS, inject_web, assets_dir=str(args.data / "design2code")
+    )
     found = sum(v["found"] for part in (charts, web) for v in part["found_by_kind"].values())
     injected = sum(v["injected"] for part in (charts, web) for v in part["found_by_kind"].values())
     flagged = charts["references_flagged"] + web["references_flagged"]
