@@ -60,14 +60,30 @@ def build_feedback(
     empty feedback and credit 0."""
     if left_out or result.fault == "system":
         return Feedback(TeacherContext(""), (0.0,) * len(spans), left_out=True)
-    told = told_differences(differences, options.feedback)
     context = feedback_context(result, program, differences=differences, options=options)
+    return Feedback(context, feedback_credit(result, text, spans, differences=differences, options=options))
+
+
+def feedback_credit(
+    result: RenderResult,
+    text: str,
+    spans: list[tuple[int, int]],
+    *,
+    differences=None,
+    options: FeedbackOptions = FeedbackOptions(),
+    left_out: bool = False,
+) -> tuple[float, ...]:
+    """The credit half of :func:`build_feedback` alone (no context, no image decoded): 0 on every token
+    of a left-out completion, 1 without ``options.weighted``, else vsdpo.feedback.credit's weights."""
+    if left_out or result.fault == "system":
+        return (0.0,) * len(spans)
     if not options.weighted:
-        return Feedback(context, (1.0,) * len(spans))
+        return (1.0,) * len(spans)
+    told = told_differences(differences, options.feedback)
     credit = token_credit(
         text, spans, result, alpha=options.credit_alpha, reduce=options.credit_reduce, differences=told
     )
-    return Feedback(context, tuple(credit))
+    return tuple(credit)
 
 
 def feedback_context(

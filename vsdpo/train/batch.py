@@ -42,7 +42,7 @@ def build_group(
     feedbacks, feedback_images = None, None
     if with_feedback:
         # A left-out rollout (its render crashed or its reward failed): its teacher is told nothing.
-        contexts = [r.feedback(config).context for r in rollouts]  # vsdpo.feedback.builder
+        contexts = [r.teacher_context(config) for r in rollouts]  # vsdpo.feedback.builder
         feedbacks = [c.text for c in contexts]
         feedback_images = [c.images or None for c in contexts]
     group = RolloutGroup.from_text(
@@ -144,5 +144,5 @@ def credit_matrix(rollouts: list[Rollout], width: int, config: TrainConfig) -> t
         if not distilled(r, config):
             rows.append([0.0] * len(r.response_ids))
         else:  # vsdpo's credit, or 1 everywhere (sdpo); 0 where it is left out (vsdpo.feedback.builder)
-            rows.append(list(r.feedback(config).credit))
+            rows.append(list(r.credit(config)))
     return padded(rows, width, 1.0, torch.float32)

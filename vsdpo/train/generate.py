@@ -15,9 +15,10 @@ from typing import Any
 import torch
 from transformers import LogitsProcessorList
 
-from vsdpo.feedback.builder import Feedback, FeedbackOptions, build_feedback
+from vsdpo.feedback.builder import FeedbackOptions, feedback_context, feedback_credit
 from vsdpo.feedback.credit import extract_code
 from vsdpo.feedback.spans import decode_with_spans
+from vsdpo.feedback.teacher_context import TeacherContext
 from vsdpo.render import RenderResult
 from vsdpo.tasks import Task
 from vsdpo.train import distributed
@@ -58,12 +59,20 @@ class Rollout:
         failed."""
         return self.render_crashed or self.reward_failed
 
-    def feedback(self, config: TrainConfig) -> Feedback:
-        """Its teacher's context and its tokens' credit (vsdpo.feedback.builder), under the options of
-        ``config.algorithm``; empty, with credit 0, when it is left out."""
-        return build_feedback(
+    def teacher_context(self, config: TrainConfig) -> TeacherContext:
+        """What its teacher is told (vsdpo.feedback.builder), under the options of ``config.algorithm``;
+        nothing when it is left out."""
+        if self.left_out:
+            return TeacherContext("")
+        return feedback_context(
+            self.render, self.program, differences=self.differences, options=feedback_options(config)
+        )
+
+    def credit(self, config: TrainConfig) -> tuple[float, ...]:
+        """Its tokens' credit (vsdpo.feedback.builder), under the options of ``config.algorithm``; 0
+        on every token when it is left out."""
+        return feedback_credit(
             self.render,
-            self.program,
             self.text,
             self.token_offsets,
             differences=self.differences,
