@@ -5,14 +5,16 @@ judged on held-out tasks.
     vsdpo compare --seeds 0,1,2 --run.max_steps 60 --output runs/compare
     python -m vsdpo.compare --algorithms grpo,vsdpo --seeds 0 --run.max_steps 2
 
-Every run is ``python -m vsdpo.train`` in its own process (``--jobs`` of them at once, after the
-first, which makes the base policy) with ``run.seed`` and ``algorithm.name`` set, the rest of the
-configuration shared (``--config`` and ``--KEY VALUE`` flags as for ``vsdpo train``); its log is the
-run folder's ``train.log``. The base
-policy's numbers are the runs' step-0 evaluation (the same weights and sampling seed for every
-algorithm). Held-out evaluations come every 5 steps unless ``--eval.every`` says otherwise.
-Writes ``compare.json`` (every run's held-out curve and final numbers), ``compare.png`` (held-out
-reward over steps, mean and spread over seeds) and prints the table with, against ``grpo``:
+Every run is ``python -m vsdpo.train`` in its own process, its log the run folder's ``train.log``,
+with ``run.seed`` and ``algorithm.name`` set and the rest of the configuration shared (``--config``
+and ``--KEY VALUE`` flags as for ``vsdpo train``). First one run of ``run.max_steps 0`` in
+``OUTPUT/base`` makes the base policy (the cached warm start) and evaluates it; then the runs,
+``--jobs`` at once, with ``eval.at_start false``: the step-0 evaluation would be the same in every
+one of them (the same weights and sampling seed, and the training's random state is untouched by
+an evaluation), so it is made once and heads each run's curve. Held-out evaluations come every 5
+steps unless ``--eval.every`` says otherwise. Writes ``compare.json`` (the base evaluation, every
+run's held-out curve and final numbers), ``compare.png`` (held-out reward over steps, mean and
+spread over seeds) and prints the table with, against ``grpo``:
 
 - the *paired* difference of the final held-out reward, each algorithm minus ``grpo`` of the same
   seed (the same base policy and data order), its mean over seeds and the standard error of that mean;
@@ -96,7 +98,7 @@ def plan(args: argparse.Namespace, extra: list[str]) -> tuple[list[str], list[in
     if args.jobs < 1:
         raise ConfigError(f"--jobs: expected an integer >= 1, got {args.jobs}")
     overrides = parse_overrides(extra)
-    for fixed in ("run.seed", "algorithm", "algorithm.name", "run.output_dir", "run.resume"):
+    for fixed in ("run.seed", "algorithm", "algorithm.name", "run.output_dir", "run.resume", "eval.at_start"):
         if fixed in overrides:
             raise ConfigError(f"{fixed}: set by vsdpo compare itself (use --algorithms, --seeds, --output)")
     configs = {}
@@ -126,14 +128,24 @@ def run_from_args(args: argparse.Namespace, extra: list[str]) -> int:
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     names = list(configs)
-    # The first run makes the base policy (the cached warm start) that every other run loads.
-    runs = {names[0]: run_one(names[0], configs[names[0]], args, extra)}
+    # The base policy (the cached warm start that every run loads), evaluated once for all of them.
+    first = configs[names[0]]
+    base_config = first.model_copy(update={"run": first.run.model_copy(update={"output_dir": str(output / "base")})})
+    base = run_one("base", base_config, args, extra, ["--run.max_steps", "0"])
+    if base["exit_code"] != 0 or not base["eval"]:
+        print(
+            f"vsdpo compare: the base policy's run failed (exit {base['exit_code']}); see {output / 'base' / 'train.log'}",
+            file=sys.stderr,
+        )
+        return 1
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        results = pool.map(lambda n: run_one(n, configs[n], args, extra), names[1:])
-        runs.update(zip(names[1:], results, strict=True))
+        results = pool.map(lambda n: run_one(n, configs[n], args, extra, ["--eval.at_start", "false"]), names)
+        runs = dict(zip(names, results, strict=True))
+    for run in runs.values():
+        run["eval"] = base["eval"][:1] + run["eval"]
     summary = summarise(runs, algorithms, seeds)
     (output / "compare.json").write_text(
-        json.dumps({"summary": summary, "runs": runs}, indent=1), encoding="utf-8"
+        json.dumps({"summary": summary, "base": base, "runs": runs}, indent=1), encoding="utf-8"
     )
     plot(runs, summary, output / "compare.png")
     print(table(summary))
@@ -148,8 +160,11 @@ def run_from_args(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-def run_one(name: str, config: TrainConfig, args: argparse.Namespace, extra: list[str]) -> dict:
-    """One ``vsdpo.train`` run in its own process (its output in ``run.output_dir``/train.log)."""
+def run_one(
+    name: str, config: TrainConfig, args: argparse.Namespace, extra: list[str], flags: list[str] = ()
+) -> dict:
+    """One ``vsdpo.train`` run in its own process (its output in ``run.output_dir``/train.log); ``flags``
+    come last, over ``extra``."""
     log = logging.getLogger("vsdpo.compare")
     run_dir = Path(config.run.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -171,6 +186,7 @@ def run_one(name: str, config: TrainConfig, args: argparse.Namespace, extra: lis
         str(run_dir),
         "--logging.progress",
         "false",
+        *flags,
     ]
     log.info("run %s: %s", name, " ".join(command[1:]))
     start = time.perf_counter()

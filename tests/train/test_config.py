@@ -95,7 +95,7 @@ def test_lists_mappings_and_nulls_from_the_command_line():
         ({"run.max_stpes": "3"}, "run.max_stpes"),
         ({"algorithm": "ppo"}, "algorithm.name"),
         ({"run.max_steps": "three"}, "run.max_steps"),
-        ({"run.max_steps": "0"}, "run.max_steps"),
+        ({"run.max_steps": "-1"}, "run.max_steps"),
         ({"run.resume": "maybe"}, "run.resume"),
         ({"rollout.top_p": "1.5"}, "rollout.top_p"),
         ({"reward.scale_rewards": "rank"}, "reward.scale_rewards"),

@@ -160,8 +160,25 @@ def test_compare_runs_two_algorithms_end_to_end(tmp_path, capsys):
     assert (out / "compare.png").stat().st_size > 1000
     printed = capsys.readouterr().out
     assert "| vsdpo |" in printed
-    runs = json.loads((out / "compare.json").read_text())["runs"]
-    assert runs["grpo-seed0"]["eval"][0] == runs["vsdpo-seed0"]["eval"][0]  # one base policy, one step-0 eval
+    written = json.loads((out / "compare.json").read_text())
+    runs, base = written["runs"], written["base"]
+    # One base policy, evaluated once: its step-0 evaluation heads every run's curve ...
+    assert base["exit_code"] == 0 and [record["step"] for record in base["eval"]] == [0]
+    assert runs["grpo-seed0"]["eval"][0] == runs["vsdpo-seed0"]["eval"][0] == base["eval"][0]
+    assert not (out / "base" / "metrics.jsonl").exists()  # it took no step
+    # ... and is what a run evaluating at its own start finds, which goes on exactly as the compare's run.
+    from vsdpo.train.logs import EVAL, METRICS, read_records
+    from vsdpo.train.loop import train
+
+    alone = tmp_path / "alone"
+    overrides = dict(zip(argv[6::2], argv[7::2], strict=True))
+    overrides = {key.removeprefix("--"): value for key, value in overrides.items()}
+    train(load_config(None, {**overrides, "algorithm.name": "vsdpo", "run.output_dir": str(alone)}))
+    assert read_records(alone, EVAL) == runs["vsdpo-seed0"]["eval"]
+    drop_times = lambda records: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in records]
+    assert drop_times(read_records(alone, METRICS)) == drop_times(
+        read_records(out / "vsdpo-seed0", METRICS)
+    )
     # Paired against grpo of the same seed, and the steps each needs to reach grpo's final reward.
     paired = summary["paired"]["vsdpo-grpo"]
     final = {name: run["eval"][-1]["reward"] for name, run in runs.items()}
@@ -187,4 +204,5 @@ def test_compare_evaluates_every_5_steps_unless_told(tmp_path):
 def test_compare_rejects_what_it_sets_itself(tmp_path):
     assert compare_main(["--seeds", "x"]) == 2
     assert compare_main(["--run.seed", "3", "--output", str(tmp_path)]) == 2
+    assert compare_main(["--eval.at_start", "true", "--output", str(tmp_path)]) == 2
     assert compare_main(["--algorithms", "ppo"]) == 2

@@ -66,7 +66,9 @@ class RunConfig(Section):
     seed: int = Field(
         0, ge=0, description="seed of the data order and of sampling (the base policy is model.seed's)"
     )
-    max_steps: int = Field(30, ge=1, description="optimiser steps")
+    max_steps: int = Field(
+        30, ge=0, description="optimiser steps (0: the warm start and the base policy's evaluation only)"
+    )
     resume: bool = Field(False, description="continue from the newest complete checkpoint in output_dir")
     cache_dir: str = Field(
         "~/.cache/vsdpo",
@@ -284,6 +286,10 @@ class EvalConfig(Section):
     samples: int = Field(2, ge=1, description="first attempts sampled per held-out task")
     every: int = Field(
         15, ge=0, description="evaluate every this many steps (and at step 0 and at the end); 0: only then"
+    )
+    at_start: bool = Field(
+        True,
+        description="evaluate the starting policy at step 0 (vsdpo compare evaluates the shared base policy once and turns this off in its runs)",
     )
     teacher_gain: bool = Field(
         True,

@@ -92,7 +92,7 @@ def train(config: TrainConfig) -> dict:
             config.run.max_steps, start=state.step, enabled=config.logging.progress and distributed.is_main()
         )
         evaluator = None if held_out is None else Evaluator(held_out, config, render_pool, run_dir)
-        if evaluator is not None and state.step == 0:
+        if evaluator is not None and state.step == 0 and config.eval.at_start:
             logger.log_eval(evaluator.run(model, processor, step=0))  # the base policy
         metrics: dict = {}
 
