@@ -234,6 +234,72 @@ def test_chart_render_and_reward_one_run_vs_two(bench_record):
     )
 
 
+DESIGN2CODE = CHARTMIMIC.parent / "design2code"
+DESIGN2CODE_PAGES = ("1002", "9719", "13302", "10414", "1199")
+
+
+def _edited_page(html: str) -> str:
+    """The page with its first hex colour and the first word of its first heading changed."""
+    html = re.sub(r"#[0-9a-fA-F]{6}\b", "#3366CC", html, count=1)
+    return re.sub(r"(<h[1-3][^>]*>\s*)(\w+)", r"\1Edited", html, count=1)
+
+
+def test_page_render_and_reward_reference_kept_vs_loaded(bench_record):
+    from vsdpo.metrics import design2code
+
+    pages = {n: (DESIGN2CODE / f"{n}.html").read_text() for n in DESIGN2CODE_PAGES if (DESIGN2CODE / f"{n}.html").exists()}
+    if not pages:
+        pytest.skip("../shared/data/design2code not present")
+    config = RewardConfig(kind="web")
+    if not render(WEB, "web").ok:
+        pytest.skip("the web renderer failed here")
+    paths = {"reference_loaded": {}, "reference_kept": {}}
+    for _ in range(ROUNDS):
+        for name, reference in pages.items():
+            code = _edited_page(reference)
+            rewards = {}
+            for label in paths:
+                if label == "reference_loaded":
+                    design2code._references.clear()  # today's path: the reference loaded for every score
+                else:
+                    design2code.reference_page_blocks(reference)  # kept from an earlier rollout of the task
+                started = time.perf_counter()
+                result = render(code, "web")
+                rendered = time.perf_counter()
+                rewards[label] = assess(result, code, reference, config)
+                done = time.perf_counter()
+                times = paths[label].setdefault(name, {"render": [], "reward": []})
+                times["render"].append(rendered - started)
+                times["reward"].append(done - rendered)
+            assert rewards["reference_kept"] == rewards["reference_loaded"], name
+    medians = {
+        label: {name: {part: statistics.median(t) for part, t in parts.items()} for name, parts in by.items()}
+        for label, by in paths.items()
+    }
+    per_page = {label: sum(sum(p.values()) for p in by.values()) / len(pages) for label, by in medians.items()}
+    parts = {
+        label: {part: sum(m[part] for m in by.values()) / len(pages) for part in ("render", "reward")}
+        for label, by in medians.items()
+    }
+    ratio = per_page["reference_loaded"] / per_page["reference_kept"]
+    bench_record(
+        "page_render_and_reward",
+        kind="web",
+        rounds=ROUNDS,
+        pages=list(pages),
+        times_s=per_page,
+        parts_s=parts,
+        per_page_s=medians,
+        pages_per_s={label: 1 / t for label, t in per_page.items()},
+        ratio_kept_vs_loaded=ratio,
+    )
+    print(
+        f"\npage render+reward: reference loaded {per_page['reference_loaded']:.3f}s, kept "
+        f"{per_page['reference_kept']:.3f}s per page (render {parts['reference_kept']['render']:.3f}), "
+        f"ratio {ratio:.2f}x"
+    )
+
+
 @pytest.mark.parametrize(
     ("kind", "code", "module"), [("web", WEB, "vsdpo.render.web"), ("slides", SLIDES, "vsdpo.render.slides")]
 )

@@ -82,3 +82,33 @@ def test_real_page_with_a_block_removed_or_recoloured():
     recoloured = recoloured.replace("</head>", "<style>* { color: #d01010 !important; }</style></head>", 1)
     result = design2code.score(recoloured, html, assets_dir=str(DATA))
     assert result.color < 0.9 and (result.block, result.text, result.position) == (1.0, 1.0, 1.0)
+
+
+def test_a_reference_page_is_loaded_once_for_every_score_against_it(monkeypatch):
+    loads = []
+    real = design2code.page_blocks
+
+    def counted(html, **kwargs):
+        loads.append((html, kwargs["generated"]))
+        return real(html, **kwargs)
+
+    monkeypatch.setattr(design2code, "page_blocks", counted)
+    monkeypatch.setattr(design2code, "_references", type(design2code._references)())
+    reference = "<html><body><h1>Quarterly report</h1><p style='color:#1F77B4'>Sales rose</p></body></html>"
+    generated = [
+        "<html><body><h1>Quarterly report</h1><p>Sales rose</p></body></html>",
+        "<html><body><h1>Annual report</h1><p style='color:#1F77B4'>Sales rose</p></body></html>",
+    ]
+    first = [design2code.score(page, reference) for page in generated]
+    assert [g for _, g in loads].count(False) == 1 and len(loads) == 3  # the reference once, each rollout once
+    again = [design2code.score(page, reference) for page in generated]
+    assert [g for _, g in loads].count(False) == 1
+    assert [s.as_dict() for s in again] == [s.as_dict() for s in first]
+    assert first[0].color < 1.0 and first[1].text < 1.0  # the scores still see each page's difference
+    # Kept blocks are copies: a score cannot change what the next one is compared with.
+    cached = design2code.reference_page_blocks(reference)[0]
+    cached[0].text = "changed"
+    assert design2code.reference_page_blocks(reference)[0][0].text != "changed"
+    other = reference.replace("Quarterly", "Monthly")
+    design2code.score(generated[0], other)
+    assert [h for h, g in loads if not g] == [reference, other]  # another reference is loaded

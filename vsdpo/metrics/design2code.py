@@ -22,7 +22,13 @@ definitions are those of its code (``Design2Code/metrics/visual_score.py``, ``vi
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import hashlib
 import io
+import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import Any
@@ -42,6 +48,9 @@ MIN_TEXT_SIMILARITY = 0.5
 MERGE_GAIN = 0.05
 # Only breaks exact ties between equally good matchings (repeated texts), in favour of nearby blocks.
 _TIE_BREAK = 1e-6
+# Reference pages whose blocks are kept: a training task's reference is scored against every rollout
+# of it, and loading it again each time would cost as much as loading the rollout's own page.
+REFERENCE_CACHE_SIZE = 64
 
 
 @dataclass
@@ -295,8 +304,8 @@ def score(
     if not isinstance(reference_html, str):
         raise TypeError(f"reference_html: expected str, got {type(reference_html).__name__}")
     with_clip = clip_model_path is not None
-    reference_blocks, reference_image = page_blocks(
-        reference_html, generated=False, timeout_s=timeout_s, assets_dir=assets_dir
+    reference_blocks, reference_image = reference_page_blocks(
+        reference_html, timeout_s=timeout_s, assets_dir=assets_dir
     )
     try:
         generated_blocks, generated_image = page_blocks(
@@ -312,3 +321,32 @@ def score(
             generated_image, reference_image, generated_blocks, reference_blocks, clip_model_path
         )
     return result
+
+
+_references: OrderedDict[tuple, tuple[list[Block], bytes]] = OrderedDict()
+_references_lock = threading.Lock()
+
+
+def reference_page_blocks(
+    html: str, *, timeout_s: float = 30, assets_dir: str | None = None
+) -> tuple[list[Block], bytes]:
+    """``page_blocks`` of a reference page, kept for the next score against the same page (the last
+    ``REFERENCE_CACHE_SIZE`` pages, keyed by the source, the assets folder and its modification time).
+    A page that fails to load is not kept."""
+    folder = None
+    if assets_dir is not None:
+        with contextlib.suppress(OSError):
+            folder = (os.path.realpath(assets_dir), os.stat(assets_dir).st_mtime_ns)
+    key = (hashlib.sha256(html.encode("utf-8", "surrogatepass")).hexdigest(), assets_dir, folder)
+    with _references_lock:
+        found = _references.get(key)
+        if found is not None:
+            _references.move_to_end(key)
+    if found is None:
+        found = page_blocks(html, generated=False, timeout_s=timeout_s, assets_dir=assets_dir)
+        with _references_lock:
+            _references[key] = found
+            while len(_references) > REFERENCE_CACHE_SIZE:
+                _references.popitem(last=False)
+    blocks, image = found
+    return copy.deepcopy(blocks), image
