@@ -247,7 +247,11 @@ def _edited_page(html: str) -> str:
 def test_page_render_and_reward_reference_kept_vs_loaded(bench_record):
     from vsdpo.metrics import design2code
 
-    pages = {n: (DESIGN2CODE / f"{n}.html").read_text() for n in DESIGN2CODE_PAGES if (DESIGN2CODE / f"{n}.html").exists()}
+    pages = {
+        n: (DESIGN2CODE / f"{n}.html").read_text()
+        for n in DESIGN2CODE_PAGES
+        if (DESIGN2CODE / f"{n}.html").exists()
+    }
     if not pages:
         pytest.skip("../shared/data/design2code not present")
     config = RewardConfig(kind="web")
@@ -276,7 +280,9 @@ def test_page_render_and_reward_reference_kept_vs_loaded(bench_record):
         label: {name: {part: statistics.median(t) for part, t in parts.items()} for name, parts in by.items()}
         for label, by in paths.items()
     }
-    per_page = {label: sum(sum(p.values()) for p in by.values()) / len(pages) for label, by in medians.items()}
+    per_page = {
+        label: sum(sum(p.values()) for p in by.values()) / len(pages) for label, by in medians.items()
+    }
     parts = {
         label: {part: sum(m[part] for m in by.values()) / len(pages) for part in ("render", "reward")}
         for label, by in medians.items()

@@ -130,7 +130,9 @@ def run_from_args(args: argparse.Namespace, extra: list[str]) -> int:
     names = list(configs)
     # The base policy (the cached warm start that every run loads), evaluated once for all of them.
     first = configs[names[0]]
-    base_config = first.model_copy(update={"run": first.run.model_copy(update={"output_dir": str(output / "base")})})
+    base_config = first.model_copy(
+        update={"run": first.run.model_copy(update={"output_dir": str(output / "base")})}
+    )
     base = run_one("base", base_config, args, extra, ["--run.max_steps", "0"])
     if base["exit_code"] != 0 or not base["eval"]:
         print(

@@ -72,6 +72,29 @@ def test_trl_interface_takes_conversations(monkeypatch):
     assert reward.__name__ == "visual_reward_chart"
 
 
+def test_a_reward_call_keeps_its_renders_for_the_trainer(monkeypatch):
+    def fake_render(code, kind, *, timeout_s=20, width=None, height=None, **options):
+        if "lost" in code:
+            return RenderResult.failure(kind, "worker died", error_kind="internal")
+        return rendered() if "fine" in code else rendered(ok=False)
+
+    monkeypatch.setattr(vsdpo.render, "render", fake_render)
+    reward = VisualReward(kind="chart", timeout_s=7.0)
+    assert reward.rendered("fine = 1", "chart", 7.0) is None  # nothing rendered yet
+    reward(prompts=["p"] * 3, completions=["```python\nfine = 1\n```", "broken(", "lost = 1"])
+    kept = reward.rendered("fine = 1", "chart", 7.0, chartmimic=True)
+    assert kept is not None and kept.ok
+    assert not reward.rendered("broken(", "chart", 7.0).ok  # a program's own failure is its render
+    assert reward.rendered("lost = 1", "chart", 7.0) is None  # a fault of the system: render again
+    assert reward.rendered("fine = 1", "chart", 20.0) is None  # another timeout
+    assert reward.rendered("fine = 1", "web", 7.0) is None and reward.rendered("other", "chart", 7.0) is None
+    # Without the ChartMimic trace recorded, a render is not reused where the differences need it.
+    plain = VisualReward(kind="chart", timeout_s=7.0, weights={"similarity": 0.0})
+    plain(prompts=["p"], completions=["fine = 1"])
+    assert plain.rendered("fine = 1", "chart", 7.0, chartmimic=True) is None
+    assert plain.rendered("fine = 1", "chart", 7.0) is not None
+
+
 def test_combine_weights_reward_functions():
     length = lambda prompts, completions, **kw: [float(len(c)) for c in completions]
     one = lambda prompts, completions, **kw: [1.0] * len(completions)

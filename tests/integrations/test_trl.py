@@ -212,10 +212,26 @@ def test_options_the_fused_loss_cannot_express(qwen3_folder, tmp_path):
     assert loss_and_grads(ours, batch)[0].item() == pytest.approx(loss_and_grads(theirs, batch)[0].item())
 
 
-def test_distillation_trains_two_steps_on_a_vision_language_model(qwen3_vl_folder, tmp_path):
+def test_distillation_trains_two_steps_on_a_vision_language_model(qwen3_vl_folder, tmp_path, monkeypatch):
     from PIL import Image
 
+    import vsdpo.render
     from vsdpo.feedback.rewards import VisualReward
+
+    rendered = []
+    real_render = vsdpo.render.render_retrying
+
+    def counted(code, kind, **options):
+        rendered.append(code)
+        return real_render(code, kind, **options)
+
+    monkeypatch.setattr(vsdpo.render, "render_retrying", counted)
+    calls = []
+
+    class CountedReward(VisualReward):
+        def __call__(self, prompts, completions, **columns):
+            calls.append(len(completions))
+            return super().__call__(prompts, completions, **columns)
 
     dataset = Dataset.from_dict(
         {"prompt": PROMPTS, "image": [Image.new("RGB", (96, 64), color) for color in ("white", "navy")]}
@@ -223,7 +239,7 @@ def test_distillation_trains_two_steps_on_a_vision_language_model(qwen3_vl_folde
     trainer = VisualSDPOTrainer(
         model=str(qwen3_vl_folder),
         processing_class=load_processor(qwen3_vl_folder),  # AutoProcessor's video part needs torchvision
-        reward_funcs=VisualReward(kind="chart"),
+        reward_funcs=CountedReward(kind="chart"),
         args=grpo_args(tmp_path, max_steps=2),
         train_dataset=dataset,
         rollout_func=scripted_rollouts(PROGRAMS),
@@ -240,6 +256,8 @@ def test_distillation_trains_two_steps_on_a_vision_language_model(qwen3_vl_folde
         assert entry["sdpo/sd_loss"] > 0 and entry["sdpo/divergence"] > 0
         assert 0 < entry["sdpo/credited_tokens"] < 1  # the failing programs' error lines
         assert "sdpo/pg_loss" in entry
+        assert entry["sdpo/renders_reused"] == 1.0  # the reward's renders feed the teacher's feedback
+    assert calls and len(rendered) == sum(calls)  # each completion rendered once, not twice
 
 
 def test_teacher_prompt_carries_the_render_and_credit(qwen3_vl_folder, tmp_path):

@@ -100,7 +100,9 @@ def test_a_reference_page_is_loaded_once_for_every_score_against_it(monkeypatch)
         "<html><body><h1>Annual report</h1><p style='color:#1F77B4'>Sales rose</p></body></html>",
     ]
     first = [design2code.score(page, reference) for page in generated]
-    assert [g for _, g in loads].count(False) == 1 and len(loads) == 3  # the reference once, each rollout once
+    assert [g for _, g in loads].count(False) == 1 and len(
+        loads
+    ) == 3  # the reference once, each rollout once
     again = [design2code.score(page, reference) for page in generated]
     assert [g for _, g in loads].count(False) == 1
     assert [s.as_dict() for s in again] == [s.as_dict() for s in first]

@@ -176,9 +176,7 @@ def test_compare_runs_two_algorithms_end_to_end(tmp_path, capsys):
     train(load_config(None, {**overrides, "algorithm.name": "vsdpo", "run.output_dir": str(alone)}))
     assert read_records(alone, EVAL) == runs["vsdpo-seed0"]["eval"]
     drop_times = lambda records: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in records]
-    assert drop_times(read_records(alone, METRICS)) == drop_times(
-        read_records(out / "vsdpo-seed0", METRICS)
-    )
+    assert drop_times(read_records(alone, METRICS)) == drop_times(read_records(out / "vsdpo-seed0", METRICS))
     # Paired against grpo of the same seed, and the steps each needs to reach grpo's final reward.
     paired = summary["paired"]["vsdpo-grpo"]
     final = {name: run["eval"][-1]["reward"] for name, run in runs.items()}

@@ -192,6 +192,19 @@ class VisualReward:
             timeout_s=self.config.timeout_s,
         )
 
+    def rendered(
+        self, code: str, kind: str, timeout_s: float, *, chartmimic: bool = False
+    ) -> RenderResult | None:
+        """The render of ``code`` as ``kind`` from this reward's last call, if that call rendered it
+        within the same ``timeout_s`` (and recorded the ChartMimic trace, where ``chartmimic`` asks
+        for it) and not with a failure of the system; else None. A trainer that renders the same
+        completions for its own feedback takes these instead of rendering each program again."""
+        timeout, recorded, results = getattr(self, "_last_renders", (None, False, {}))
+        if timeout != timeout_s or (chartmimic and kind == "chart" and not recorded):
+            return None
+        result = results.get((code, kind))
+        return None if result is None or result.fault == "system" else result
+
     def score_one(
         self,
         result: RenderResult,
@@ -239,7 +252,14 @@ class VisualReward:
         more try) gets None: TRL then leaves it out of its group's baseline and gives it advantage 0."""
         codes = [extract_code(_completion_text(c)).code for c in completions]
         kinds = columns.get("kind") or [None] * len(codes)
-        results = self.renders().render(codes, [kind or self.config.kind for kind in kinds])
+        kinds_rendered = [kind or self.config.kind for kind in kinds]
+        pool = self.renders()
+        results = pool.render(codes, kinds_rendered)
+        self._last_renders = (
+            pool.timeout_s,
+            pool.record_chartmimic,
+            dict(zip(zip(codes, kinds_rendered, strict=True), results, strict=True)),
+        )
         rewards = self.score_rendered(results, codes, columns.get("reference"), kinds, columns.get("slide"))
         return [
             None if result.fault == "system" else reward

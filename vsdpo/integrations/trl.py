@@ -23,7 +23,9 @@ What it changes in ``GRPOTrainer``, method by method, and nothing else:
   metrics (``entropy``, ``kl``, ``clip_ratio/*``). Options the kernel cannot express (listed by
   ``unsupported_options``) fall back to TRL's own loss when distillation is off.
 - ``_calculate_rewards``: after TRL's rewards, each completion is decoded with its token spans
-  (``vsdpo.feedback.spans``) and its program rendered (``vsdpo.feedback.rendering.RenderPool``); the
+  (``vsdpo.feedback.spans``) and its program rendered (``vsdpo.feedback.rendering.RenderPool``), or
+  its render taken from a ``VisualReward`` among the reward functions that rendered the same program
+  in this batch with the same timeout (``sdpo/renders_reused``, the share taken); the
   render gives the teacher's feedback and the credit of the completion's tokens
   (``vsdpo.feedback.builder.build_feedback``). These are the functions ``vsdpo.train`` calls, so a
   completion gets the same spans, feedback and credit under either trainer.
@@ -282,7 +284,15 @@ class VisualSDPOTrainer(GRPOTrainer):
         programs = [extract_code(text).code for text, _ in decoded]
         kinds = [row.get("kind") or self.sdpo.kind for row in inputs]
         pool = self._renders()
-        results = pool.render(programs, kinds)
+        results = self._reused_renders(programs, kinds)
+        missing = [i for i, result in enumerate(results) if result is None]
+        rendered = pool.render([programs[i] for i in missing], [kinds[i] for i in missing])
+        for i, result in zip(missing, rendered, strict=True):
+            results[i] = result
+        reused = torch.tensor([1.0 - len(missing) / max(1, len(programs))], device=self.accelerator.device)
+        self._metrics[self._mode()]["sdpo/renders_reused"].append(
+            self.accelerator.gather(reused).mean().item()
+        )
         references = [row.get("reference") for row in inputs]
         found = pool.map(
             lambda job: self._differences(*job), zip(results, programs, references, kinds, strict=True)
@@ -317,6 +327,22 @@ class VisualSDPOTrainer(GRPOTrainer):
             credit=tuple(credit),
             system_fault=tuple(system_faults),
         )
+
+    def _reused_renders(self, programs: list[str], kinds: list[str]) -> list:
+        """Per completion, the render a ``VisualReward`` among the reward functions made of the same
+        program in this batch (with the trainer's timeout, and the ChartMimic trace where the
+        differences need it), or None: each program is rendered once, for the reward and the feedback."""
+        rewards = [f for f in self.reward_funcs if isinstance(f, VisualReward)]
+        chartmimic = self.sdpo.feedback == "compare"
+        results = []
+        for program, kind in zip(programs, kinds, strict=True):
+            found = None
+            for reward in rewards:
+                found = reward.rendered(program, kind, self.sdpo.render_timeout_s, chartmimic=chartmimic)
+                if found is not None:
+                    break
+            results.append(found)
+        return results
 
     def _feedback_options(self) -> FeedbackOptions:
         """``sdpo``'s options of the feedback and the credit, as vsdpo.feedback.builder takes them."""
