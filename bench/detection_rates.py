@@ -3,10 +3,12 @@ the untouched original.
 
     .venv/bin/python bench/detection_rates.py --data ../shared/data [--charts 40] [--pages 20]
 
-A sample of ChartMimic programs (evenly spaced over the sorted names) and Design2Code pages is
-rendered through ``vsdpo.render.render`` as it is, then once per defect class with one defect put
-on a line of its own (right before the program's ``plt.savefig``; right after the page's
-``<body>``). Two numbers, written with the command to bench/results/detection-<UTC time>.json:
+A sample of ChartMimic programs (evenly spaced over the sorted names), Design2Code pages and
+python-pptx decks (written from a seed by bench/decks.py: there is no public corpus of deck
+programs) is rendered through ``vsdpo.render.render`` as it is, then once per defect class with one
+defect put on a line of its own (right before the program's ``plt.savefig`` or ``deck.save``; right
+after the page's ``<body>``). Two numbers, written with the command to
+bench/results/detection-<UTC time>.json:
 
 - **found**: injected defects reported with their kind on the injected line;
 - **references flagged**: untouched programs and pages with any defect at all (their defects are
@@ -31,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+from decks import DECK_DEFECTS, deck_programs, inject_deck
 from lint_fidelity import inject_chart, inject_web  # the same injection as the fidelity benchmark
 
 from vsdpo.render import render
@@ -73,33 +76,38 @@ def described(result) -> list[str]:
     return [f"{d.kind} {d.lines}: {d.message}" for d in result.defects]
 
 
-def measure(kind: str, sources: list[Path], defects: dict[str, str], inject, **options) -> dict:
+def files(paths: list[Path]) -> list[tuple[str, str]]:
+    return [(path.name, path.read_text()) for path in paths]
+
+
+def measure(kind: str, sources: list[tuple[str, str]], defects: dict[str, str], inject, **options) -> dict:
+    """``sources``: (name, text) pairs. A defect's name is its kind, or its kind, ":" and a variant."""
     hits: dict[str, list[int]] = {name: [0, 0] for name in defects}
     misses, flagged, failed = [], {}, {}
-    for source in sources:
-        original = source.read_text()
+    for source_name, original in sources:
         reference = render(original, kind, timeout_s=60, **options)
         if not reference.ok:
-            failed[source.name] = described(reference)
+            failed[source_name] = described(reference)
             continue
         if reference.defects:
-            flagged[source.stem] = described(reference)
+            flagged[source_name] = described(reference)
         for name, addition in defects.items():
             made = inject(original, addition)
             if made is None:
                 continue
             code, line = made
             result = render(code, kind, timeout_s=60, **options)
-            found = result.ok and any(d.kind == name and line in d.lines for d in result.defects)
+            wanted = name.split(":")[0]
+            found = result.ok and any(d.kind == wanted and line in d.lines for d in result.defects)
             hits[name][0] += found
             hits[name][1] += 1
             if not found:
                 misses.append(
-                    {"source": source.name, "kind": name, "line": line, "reported": described(result)}
+                    {"source": source_name, "kind": name, "line": line, "reported": described(result)}
                 )
     checked = len(sources) - len(failed)
     return {
-        "sources": [s.name for s in sources],
+        "sources": [name for name, _ in sources],
         "references_failed": failed,
         "references_flagged": len(flagged),
         # Contrast is the one check real pages and charts fail by design (pale footers, white labels
@@ -145,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--charts", type=int, default=40, help="ChartMimic programs sampled")
     parser.add_argument("--pages", type=int, default=20, help="Design2Code pages sampled")
+    parser.add_argument("--decks", type=int, default=20, help="python-pptx decks written (bench/decks.py)")
     parser.add_argument("--replies", action="store_true", help="check every honest chart reply instead")
     args = parser.parse_args(argv)
     programs = sorted((args.data / "chartmimic").glob("*.py"))
@@ -166,18 +175,26 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     charts = measure(
         "chart",
-        evenly(programs, args.charts),
+        files(evenly(programs, args.charts)),
         CHART_DEFECTS,
         lambda code, line: inject_chart(code, line + "\n"),
     )
     web = measure(
-        "web", evenly(pages, args.pages), WEB_DEFECTS, inject_web, assets_dir=str(args.data / "design2code")
+        "web",
+        files(evenly(pages, args.pages)),
+        WEB_DEFECTS,
+        inject_web,
+        assets_dir=str(args.data / "design2code"),
     )
-    found = sum(v["found"] for part in (charts, web) for v in part["found_by_kind"].values())
-    injected = sum(v["injected"] for part in (charts, web) for v in part["found_by_kind"].values())
-    flagged = charts["references_flagged"] + web["references_flagged"]
-    other = charts["references_flagged_without_low_contrast"] + web["references_flagged_without_low_contrast"]
-    checked = charts["references_checked"] + web["references_checked"]
+    # A deck's defects come from its object model; LibreOffice's picture (draw) changes none of them.
+    decks = [(f"deck-{i:02d}", program) for i, program in enumerate(deck_programs(args.decks))]
+    slides = measure("slides", decks, DECK_DEFECTS, inject_deck, draw=False)
+    parts = {"chart": charts, "web": web, "slides": slides}
+    found = sum(v["found"] for part in parts.values() for v in part["found_by_kind"].values())
+    injected = sum(v["injected"] for part in parts.values() for v in part["found_by_kind"].values())
+    flagged = sum(part["references_flagged"] for part in parts.values())
+    other = sum(part["references_flagged_without_low_contrast"] for part in parts.values())
+    checked = sum(part["references_checked"] for part in parts.values())
     report = {
         "command": command,
         "time_utc": stamp,
@@ -189,14 +206,13 @@ def main(argv: list[str] | None = None) -> int:
             "references_flagged_without_low_contrast": f"{other}/{checked}",
             "seconds": round(time.time() - started, 1),
         },
-        "chart": charts,
-        "web": web,
+        **parts,
     }
     out = RESULTS / f"detection-{stamp}.json"
     out.write_text(json.dumps(report, indent=1))
     print(json.dumps({"summary": report["summary"]} | {
         f"{kind}/{name}": f"{v['found']}/{v['injected']}"
-        for kind, part in (("chart", charts), ("web", web)) for name, v in part["found_by_kind"].items()
+        for kind, part in parts.items() for name, v in part["found_by_kind"].items()
     }, indent=1))  # fmt: skip
     print(f"written to {out}")
     return 0

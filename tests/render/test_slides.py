@@ -125,3 +125,61 @@ def test_two_slides_are_drawn_by_libreoffice_and_stacked():
     assert image.crop((0, 480, 640, 960)).getextrema()[0] < 100
     (two,) = [e for e in result.elements if e.text == "Two"]
     assert two.bbox[1] >= 480 and two.extra["slide"] == 2
+
+
+# Placeholder text sized and placed by the template: a 44 pt title centred on its box, 32 pt bullets.
+PLACEHOLDERS = """from pptx import Presentation
+prs = Presentation()
+slide = prs.slides.add_slide(prs.slide_layouts[5])
+slide.shapes.title.text = {title!r}
+slide = prs.slides.add_slide(prs.slide_layouts[1])
+slide.shapes.title.text = "Plan"
+body = slide.placeholders[1].text_frame
+body.text = {first!r}
+for _ in range({more}):
+    body.add_paragraph().text = {first!r}
+"""
+LONG_TITLE = "Margin pricing growth release dependency segment target channel"
+LONG_BULLET = "Hiring retention forecast partners release adoption region customers dependency churn"
+
+
+def test_placeholder_text_takes_the_template_size_and_its_overflow_is_found():
+    from vsdpo.render.slides.text import inherited_font_pt
+
+    short = render(
+        PLACEHOLDERS.format(title="Quarterly plan", first="Hire two engineers", more=2), draw=False
+    )
+    assert short.ok and not short.defects, short.defects
+    sizes = {e.text: e.extra["font_px"] for e in short.elements if e.role == "text"}
+    assert sizes["Quarterly plan"] == pytest.approx(44 * 96 / 72, rel=0.02)  # the master's title style
+    assert max(v for k, v in sizes.items() if k.startswith("Hire")) == pytest.approx(32 * 96 / 72, rel=0.02)
+    # Three lines of 44 pt, centred on a title box made for one or two: cut by the slide's top edge.
+    code = PLACEHOLDERS.format(title=LONG_TITLE, first=LONG_BULLET, more=5)
+    long = render(code, draw=False)
+    assert long.ok
+    kinds = {(d.kind, tuple(d.lines)) for d in long.defects}
+    assert ("clipped_text", (4,)) in kinds  # the title's line
+    # Six bullets of two lines each at 32 pt run past the slide's bottom: the body's lines are blamed.
+    assert any(kind == "clipped_text" and 8 in lines for kind, lines in kinds), kinds
+    # A text box sets its own size or takes the deck's 18 pt.
+    from pptx import Presentation
+
+    deck = Presentation()
+    box = deck.slides.add_slide(deck.slide_layouts[6]).shapes.add_textbox(0, 0, 100, 100)
+    assert inherited_font_pt(box) == 18.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("soffice") is None, reason="needs LibreOffice (soffice)")
+def test_placeholder_overflow_found_is_what_libreoffice_draws():
+    """The title the checks say is cut by the top edge and the bullets they say run past the bottom
+    are drawn so: ink on the first and the last row of pixels of the slide; the short twin has none."""
+    code = PLACEHOLDERS.format(title=LONG_TITLE, first=LONG_BULLET, more=5)
+    short = PLACEHOLDERS.format(title="Quarterly plan", first="Hire two engineers", more=2)
+    for program, cut in ((code, True), (short, False)):
+        result = render(program, width=640)
+        assert result.ok, result.error
+        image = Image.open(io.BytesIO(result.image)).convert("L")
+        first_slide_top = image.crop((0, 0, 640, 2)).getextrema()[0]
+        second_slide_bottom = image.crop((0, 958, 640, 960)).getextrema()[0]
+        assert (first_slide_top < 128) == cut and (second_slide_bottom < 128) == cut

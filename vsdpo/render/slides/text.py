@@ -119,6 +119,67 @@ def font_for(name: str | None, px: float, bold: bool, italic: bool) -> ImageFont
     return ImageFont.load_default(size=max(1, round(px)))
 
 
+# ---------------------------------------------------------------------------------------------- sizes
+
+# The master's text style a placeholder of each type takes its sizes from; other shapes take the deck's
+# default (18 pt in python-pptx's template, as in PowerPoint's).
+_TITLE_TYPES = frozenset({"TITLE", "CENTER_TITLE", "VERTICAL_TITLE"})
+_BODY_TYPES = frozenset({"BODY", "OBJECT", "SUBTITLE", "VERTICAL_BODY", "VERTICAL_OBJECT", "TABLE", "CHART"})
+
+
+def _level_pt(styles: Any, level: int) -> float | None:
+    """The ``sz`` of level ``level``'s default run properties in a list or text style, in points."""
+    if styles is None:
+        return None
+    found = styles.find(f"{qn(f'a:lvl{level + 1}pPr')}/{qn('a:defRPr')}")
+    size = found.get("sz") if found is not None else None
+    return int(size) / 100 if size and size.isdigit() else None
+
+
+def _chain(shape: Any) -> list[Any]:
+    """The shape's text bodies (``p:txBody``) down its placeholder chain: its own, then the layout's
+    placeholder's and the master's, which hold what it does not set itself."""
+    bodies, node = [], shape
+    try:
+        while node is not None:
+            body = node._element.find(qn("p:txBody"))
+            if body is not None:
+                bodies.append(body)
+            node = (
+                getattr(node, "_base_placeholder", None) if getattr(node, "is_placeholder", False) else None
+            )
+    except Exception:  # noqa: BLE001 - a chain python-pptx cannot walk ends where it breaks
+        pass
+    return bodies
+
+
+def inherited_font_pt(shape: Any, level: int = 0) -> float:
+    """The size in points of text at paragraph ``level`` that sets none itself: for a placeholder, the
+    list styles down its chain (the slide's shape, the layout's placeholder, the master's), then the
+    master's title or body style; for any other shape, the deck's default."""
+    try:
+        if not getattr(shape, "is_placeholder", False):
+            return DEFAULT_FONT_PT
+        for body in _chain(shape):
+            size = _level_pt(body.find(qn("a:lstStyle")), level)
+            if size:
+                return size
+        kind = getattr(shape.placeholder_format.type, "name", "")
+        style = (
+            "p:titleStyle"
+            if kind in _TITLE_TYPES
+            else "p:bodyStyle"
+            if kind in _BODY_TYPES
+            else "p:otherStyle"
+        )
+        master = shape.part.slide.slide_layout.slide_master
+        styles = master._element.find(qn("p:txStyles"))
+        size = _level_pt(styles.find(qn(style)) if styles is not None else None, level)
+        return size or DEFAULT_FONT_PT
+    except Exception:  # noqa: BLE001 - a deck python-pptx cannot walk keeps the default
+        return DEFAULT_FONT_PT
+
+
 # ---------------------------------------------------------------------------------------------- layout
 
 
@@ -145,7 +206,15 @@ def layout_text_frame(
 ) -> dict[str, Any]:
     """Lay out ``shape``'s text inside ``box`` (slide pixels); return its box, colour and font."""
     frame = shape.text_frame
-    body = frame._txBody.bodyPr
+    # Body properties the shape does not set come from its placeholder chain (a title's centring, a
+    # body's shrink-on-overflow are the master's).
+    bodies = [b for b in (t.find(qn("a:bodyPr")) for t in _chain(shape)) if b is not None] or [
+        frame._txBody.bodyPr
+    ]
+
+    def inherited(name: str) -> str | None:
+        return next((b.get(name) for b in bodies if b.get(name) is not None), None)
+
     margins = [
         (m if m is not None else d) * scale
         for m, d in (
@@ -156,7 +225,7 @@ def layout_text_frame(
         )
     ]
     inner_w = max(1.0, box[2] - box[0] - margins[0] - margins[2])
-    wrap = body.get("wrap") != "none" if frame.word_wrap is None else frame.word_wrap
+    wrap = inherited("wrap") != "none" if frame.word_wrap is None else frame.word_wrap
     widths_by_align: list[tuple[float, Any]] = []
     height = 0.0
     largest = (0.0, False, default_color)
@@ -164,7 +233,8 @@ def layout_text_frame(
         runs = list(paragraph.runs) or [None]
         first = runs[0]
         font = first.font if first is not None else paragraph.font
-        pt = (font.size or paragraph.font.size or DEFAULT_FONT_PT * EMU_PER_PT) / EMU_PER_PT
+        size = font.size or paragraph.font.size
+        pt = size / EMU_PER_PT if size else inherited_font_pt(shape, paragraph.level)
         px = pt * EMU_PER_PT * scale
         bold = bool(font.bold or paragraph.font.bold)
         face = font_for(font.name or paragraph.font.name, px, bold, bool(font.italic))
@@ -194,15 +264,20 @@ def layout_text_frame(
     anchor = frame.vertical_anchor or {
         "ctr": MSO_VERTICAL_ANCHOR.MIDDLE,
         "b": MSO_VERTICAL_ANCHOR.BOTTOM,
-    }.get(body.get("anchor"), MSO_VERTICAL_ANCHOR.TOP)
+    }.get(inherited("anchor"), MSO_VERTICAL_ANCHOR.TOP)
     y0 = box[1] + margins[1]
     if anchor == MSO_VERTICAL_ANCHOR.MIDDLE:
         y0 += (inner_h - height) / 2
     elif anchor == MSO_VERTICAL_ANCHOR.BOTTOM:
         y0 += inner_h - height
     auto_size = frame.auto_size
-    if auto_size is None:
-        auto_size = MSO_AUTO_SIZE.SHAPE_TO_FIT_TEXT if body.find(qn("a:spAutoFit")) is not None else None
+    fits = {"a:spAutoFit": MSO_AUTO_SIZE.SHAPE_TO_FIT_TEXT, "a:normAutofit": MSO_AUTO_SIZE.TEXT_TO_FIT_SHAPE}
+    fits["a:noAutofit"] = MSO_AUTO_SIZE.NONE
+    for body in bodies if auto_size is None else ():
+        found = next((size for tag, size in fits.items() if body.find(qn(tag)) is not None), None)
+        if found is not None:
+            auto_size = found
+            break
     if auto_size == MSO_AUTO_SIZE.SHAPE_TO_FIT_TEXT and height > inner_h:
         y0 = box[1] + margins[1]  # the shape grows downwards to hold its text
     return {
