@@ -317,3 +317,28 @@ def test_a_page_past_the_element_cap_is_said_to_be_unchecked():
     # Below the cap the page is measured whole, and said to be.
     short = render(page.replace(filler, filler[: filler.index("<span>10 ")]))
     assert overlaps(short) and not any("unchecked" in d.message for d in short.defects)
+
+
+SVG_LABELS = """<html><body style="margin: 0">
+<svg width="400" height="120" style="display: block; background: #fff">
+<rect x="0" y="0" width="400" height="120" fill="#1f3a5f"/>
+<text x="20" y="50" font-size="24" fill="#ffffff">First label here</text>
+<text x="SECOND_X" y="SECOND_Y" font-size="24" fill="#ffffff">Second label here</text>
+</svg>
+</body></html>"""
+
+
+@pytest.mark.browser
+def test_labels_drawn_in_an_inline_svg_are_checked_as_text():
+    clean = render(SVG_LABELS.replace("SECOND_X", "20").replace("SECOND_Y", "100"))
+    labels = texts(clean)
+    assert {"First label here", "Second label here"} <= set(labels)
+    assert clean.defects == []  # white on the SVG's navy: no contrast verdict where the background is a shape
+    assert labels["First label here"].lines == [4]
+    # Two labels drawn over each other: the overlap the picture shows, blamed on their lines.
+    page = SVG_LABELS.replace("SECOND_X", "30").replace("SECOND_Y", "56")
+    found = overlaps(render(page))
+    assert found and set(found[0].lines) == {4, 5}
+    # A label placed past the SVG's right edge is cut by it.
+    cut = render(SVG_LABELS.replace("SECOND_X", "300").replace("SECOND_Y", "100"))
+    assert any(d.kind == "clipped_text" and 5 in d.lines for d in cut.defects), cut.defects

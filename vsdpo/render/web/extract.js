@@ -235,7 +235,10 @@
     if (SKIP_TAGS.has(tag)) continue;
     const line = Number(el.getAttribute(LINE_ATTR)) || inherited;
     const svg = el.namespaceURI === "http://www.w3.org/2000/svg";
-    const visible = !(svg && tag !== "SVG")
+    // Inside an SVG only its texts are read: a label drawn there collides, is cut or leaves the page
+    // as any text does. Its shapes stay the SVG's own picture.
+    const svgText = svg && tag === "TEXT";
+    const visible = (!svg || tag === "SVG" || svgText)
       && (!el.checkVisibility || el.checkVisibility({ opacityProperty: true, visibilityProperty: true }));
     const r = visible ? el.getBoundingClientRect() : null;
     const drawn = visible && (r.width > 0 || r.height > 0);
@@ -255,6 +258,7 @@
     else if (shadow) pushChildren(shadow.children, line);
     else if (tag === "SLOT" && el.assignedElements().length) pushChildren(el.assignedElements(), inherited);
     else if (!svg) pushChildren(el.children, inherited);
+    else if (tag === "SVG") pushChildren(Array.from(el.querySelectorAll("text")), inherited);
     if (!drawn) continue;
     const box = rectOf(r, el.ownerDocument);
     const cs = getComputedStyle(el);
@@ -266,7 +270,9 @@
       ]);
       frameOf.set(inner, el);
     }
-    const { text, box: textBox, rects: textRects } = directTextBox(el);
+    const { text, box: textBox, rects: textRects } = svgText
+      ? { text: el.textContent.replace(/\s+/g, " ").trim(), box, rects: [box] }
+      : directTextBox(el);
     let role = "block";
     if (IMAGE_TAGS.has(tag)) role = "image";
     else if (CONTROL_TAGS.has(tag)) role = "control";
@@ -287,6 +293,19 @@
       box[1] + el.clientTop + el.clientHeight - (parseFloat(cs.paddingBottom) || 0),
     ] : null;
     let scroll = [el.scrollWidth, el.scrollHeight, el.clientWidth, el.clientHeight];
+    if (tag === "SVG") {
+      // An SVG's drawing adds nothing to its scroll size: the extent of its texts says what it cuts.
+      let [left, top, right, bottom] = [0, 0, r.width, r.height];
+      for (const label of el.querySelectorAll("text")) {
+        const b = label.getBoundingClientRect();
+        if (b.width <= 0 && b.height <= 0) continue;
+        left = Math.min(left, b.left - r.left);
+        top = Math.min(top, b.top - r.top);
+        right = Math.max(right, b.right - r.left);
+        bottom = Math.max(bottom, b.bottom - r.top);
+      }
+      scroll = [right - left, bottom - top, r.width, r.height];
+    }
     if (inner) {
       const scroller = inner.scrollingElement || inner.documentElement;
       scroll = [scroller.scrollWidth, scroller.scrollHeight, scroller.clientWidth, scroller.clientHeight];
@@ -314,6 +333,7 @@
       painted,
       content_box: contentBox,
       css: declaredOn(el),
+      svg_text: svgText,
     });
   }
 
@@ -321,6 +341,14 @@
   // was measured before that.
   for (const item of elements) {
     const cs = getComputedStyle(item.el);
+    if (item.svg_text) {
+      // Its colour is its fill, over shapes of the SVG that no element here describes: no contrast verdict.
+      item.color = null;
+      item.background = null;
+      item.background_image = false;
+      item.bg_from = null;
+      continue;
+    }
     const fg = parseColor(cs.color) || [0, 0, 0, 1];
     const bg = effectiveBackground(item.el, item.role === "text" ? item.text_rects : null, fg);
     item.color = hex(fg[3] < 1 ? over(fg, bg.color) : fg);
@@ -329,7 +357,7 @@
     item.bg_from = bg.source && index.has(bg.source) ? index.get(bg.source) : null;
   }
   window.scrollTo({ left: originOf.get(document)[0], top: originOf.get(document)[1], behavior: "instant" });
-  for (const item of elements) delete item.el;
+  for (const item of elements) { delete item.el; delete item.svg_text; }
   const doc = document.documentElement;
   return {
     elements,
