@@ -121,8 +121,9 @@ def through_trl(tokenizer, ids, feedback: str, monkeypatch) -> tuple[str, list, 
         _metrics=defaultdict(lambda: defaultdict(list)),
         _mode=lambda: "train",
         _renders=lambda: pool,
+        reward_funcs=[],
     )
-    for name in ("_feedback_options", "_differences"):
+    for name in ("_feedback_options", "_differences", "_reused_renders"):
         setattr(trainer, name, MethodType(getattr(trl_integration.VisualSDPOTrainer, name), trainer))
     try:
         handed = trl_integration.VisualSDPOTrainer._render_feedback(
