@@ -181,6 +181,35 @@ def _edited(code: str) -> str:
     return re.sub(r"""(title\(\s*f?['"])""", r"\1Edited ", code, count=1)
 
 
+def _render_and_assess(
+    paths: dict, label: str, name: str, code: str, kind: str, reference: str, config, **options
+):
+    """Render ``code`` then score it against ``reference``; the two times go to ``paths[label][name]``."""
+    started = time.perf_counter()
+    result = render(code, kind, **options)
+    rendered = time.perf_counter()
+    assessment = assess(result, code, reference, config)
+    done = time.perf_counter()
+    times = paths[label].setdefault(name, {"render": [], "reward": []})
+    times["render"].append(rendered - started)
+    times["reward"].append(done - rendered)
+    return assessment
+
+
+def _summary(paths: dict, count: int) -> tuple[dict, dict, dict]:
+    """Per path: the medians per item and part, the mean total per item, the mean of each part."""
+    medians = {
+        label: {name: {part: statistics.median(t) for part, t in parts.items()} for name, parts in by.items()}
+        for label, by in paths.items()
+    }
+    per_item = {label: sum(sum(p.values()) for p in by.values()) / count for label, by in medians.items()}
+    parts = {
+        label: {part: sum(m[part] for m in by.values()) / count for part in ("render", "reward")}
+        for label, by in medians.items()
+    }
+    return medians, per_item, parts
+
+
 def test_chart_render_and_reward_one_run_vs_two(bench_record):
     programs = chart_programs()
     config = RewardConfig(kind="chart")
@@ -197,40 +226,28 @@ def test_chart_render_and_reward_one_run_vs_two(bench_record):
             code = _edited(reference)
             rewards = {}
             for label, options in (("two_runs", {}), ("one_run", {"chartmimic": True})):
-                started = time.perf_counter()
-                result = render(code, "chart", **options)
-                rendered = time.perf_counter()
-                rewards[label] = assess(result, code, reference, config)
-                done = time.perf_counter()
-                times = paths[label].setdefault(name, {"render": [], "reward": []})
-                times["render"].append(rendered - started)
-                times["reward"].append(done - rendered)
+                rewards[label] = _render_and_assess(
+                    paths, label, name, code, "chart", reference, config, **options
+                )
             assert rewards["one_run"] == rewards["two_runs"], name
-    medians = {
-        label: {name: {part: statistics.median(t) for part, t in parts.items()} for name, parts in by.items()}
-        for label, by in paths.items()
-    }
-    totals = {label: sum(sum(parts.values()) for parts in by.values()) for label, by in medians.items()}
-    parts = {
-        label: {part: sum(m[part] for m in by.values()) / len(programs) for part in ("render", "reward")}
-        for label, by in medians.items()
-    }
+    medians, per_program, parts = _summary(paths, len(programs))
+    ratio = per_program["two_runs"] / per_program["one_run"]
     bench_record(
         "chart_render_and_reward",
         kind="chart",
         rounds=ROUNDS,
         programs=list(programs),
         recorded_in_render=recorded,
-        times_s={label: total / len(programs) for label, total in totals.items()},
+        times_s=per_program,
         parts_s=parts,
         per_program_s=medians,
-        ratio_one_run_vs_two=totals["two_runs"] / totals["one_run"],
+        ratio_one_run_vs_two=ratio,
     )
     print(
-        f"\nchart render+reward: two runs {totals['two_runs'] / len(programs):.3f}s "
+        f"\nchart render+reward: two runs {per_program['two_runs']:.3f}s "
         f"(render {parts['two_runs']['render']:.3f}, reward {parts['two_runs']['reward']:.3f}), one run "
-        f"{totals['one_run'] / len(programs):.3f}s (render {parts['one_run']['render']:.3f}, reward "
-        f"{parts['one_run']['reward']:.3f}) per program, ratio {totals['two_runs'] / totals['one_run']:.2f}x"
+        f"{per_program['one_run']:.3f}s (render {parts['one_run']['render']:.3f}, reward "
+        f"{parts['one_run']['reward']:.3f}) per program, ratio {ratio:.2f}x"
     )
 
 
@@ -267,26 +284,9 @@ def test_page_render_and_reward_reference_kept_vs_loaded(bench_record):
                     design2code._references.clear()  # today's path: the reference loaded for every score
                 else:
                     design2code.reference_page_blocks(reference)  # kept from an earlier rollout of the task
-                started = time.perf_counter()
-                result = render(code, "web")
-                rendered = time.perf_counter()
-                rewards[label] = assess(result, code, reference, config)
-                done = time.perf_counter()
-                times = paths[label].setdefault(name, {"render": [], "reward": []})
-                times["render"].append(rendered - started)
-                times["reward"].append(done - rendered)
+                rewards[label] = _render_and_assess(paths, label, name, code, "web", reference, config)
             assert rewards["reference_kept"] == rewards["reference_loaded"], name
-    medians = {
-        label: {name: {part: statistics.median(t) for part, t in parts.items()} for name, parts in by.items()}
-        for label, by in paths.items()
-    }
-    per_page = {
-        label: sum(sum(p.values()) for p in by.values()) / len(pages) for label, by in medians.items()
-    }
-    parts = {
-        label: {part: sum(m[part] for m in by.values()) / len(pages) for part in ("render", "reward")}
-        for label, by in medians.items()
-    }
+    medians, per_page, parts = _summary(paths, len(pages))
     ratio = per_page["reference_loaded"] / per_page["reference_kept"]
     bench_record(
         "page_render_and_reward",
