@@ -182,6 +182,12 @@ def inherited_font_pt(shape: Any, level: int = 0) -> float:
 
 # ---------------------------------------------------------------------------------------------- layout
 
+_AUTOFIT = {
+    "a:spAutoFit": MSO_AUTO_SIZE.SHAPE_TO_FIT_TEXT,
+    "a:normAutofit": MSO_AUTO_SIZE.TEXT_TO_FIT_SHAPE,
+    "a:noAutofit": MSO_AUTO_SIZE.NONE,
+}
+
 
 def _wrap(words: list[str], font: ImageFont.FreeTypeFont, width: float | None) -> list[float]:
     """Widths of the lines ``words`` wrap into (greedy, as PowerPoint); one line when width is None."""
@@ -271,13 +277,10 @@ def layout_text_frame(
     elif anchor == MSO_VERTICAL_ANCHOR.BOTTOM:
         y0 += inner_h - height
     auto_size = frame.auto_size
-    fits = {"a:spAutoFit": MSO_AUTO_SIZE.SHAPE_TO_FIT_TEXT, "a:normAutofit": MSO_AUTO_SIZE.TEXT_TO_FIT_SHAPE}
-    fits["a:noAutofit"] = MSO_AUTO_SIZE.NONE
-    for body in bodies if auto_size is None else ():
-        found = next((size for tag, size in fits.items() if body.find(qn(tag)) is not None), None)
-        if found is not None:
-            auto_size = found
-            break
+    if auto_size is None:  # the first of the chain's bodies that says how its text fits
+        auto_size = next(
+            (fit for body in bodies for tag, fit in _AUTOFIT.items() if body.find(qn(tag)) is not None), None
+        )
     if auto_size == MSO_AUTO_SIZE.SHAPE_TO_FIT_TEXT and height > inner_h:
         y0 = box[1] + margins[1]  # the shape grows downwards to hold its text
     return {
