@@ -93,7 +93,7 @@ def test_a_reference_page_is_loaded_once_for_every_score_against_it(monkeypatch)
         return real(html, **kwargs)
 
     monkeypatch.setattr(design2code, "page_blocks", counted)
-    monkeypatch.setattr(design2code, "_references", type(design2code._references)())
+    monkeypatch.setattr(design2code, "_references", design2code.KeptResults(design2code.REFERENCE_CACHE_SIZE))
     reference = "<html><body><h1>Quarterly report</h1><p style='color:#1F77B4'>Sales rose</p></body></html>"
     generated = [
         "<html><body><h1>Quarterly report</h1><p>Sales rose</p></body></html>",

@@ -48,7 +48,6 @@ provably gives the benchmark's trace, and :func:`score` takes it as ``recorded``
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
@@ -59,6 +58,7 @@ from scipy.optimize import linear_sum_assignment
 
 from vsdpo.metrics.chartmimic_program import GRAPH_CELL
 from vsdpo.metrics.color import color_similarity
+from vsdpo.metrics.kept import KeptResults
 from vsdpo.render.sandbox import run_in_sandbox
 
 TRACE_ENTRY = "vsdpo.metrics.chartmimic_trace:trace"
@@ -196,29 +196,21 @@ def trace_program(
 
 
 # Reference programs recur across rollouts: their traces are kept (successful runs only).
-_REFERENCE_CACHE: dict[tuple[str, bool, bool], dict[str, Any]] = {}
-_REFERENCE_CACHE_SIZE = 1024
-_cache_lock = threading.Lock()
+_REFERENCE_CACHE: KeptResults[dict[str, Any]] = KeptResults(1024)
 
 
 def trace_reference(
     code: str, *, graph_layout: bool = False, compat: bool = True, timeout_s: float = 20
 ) -> dict[str, Any]:
-    key = (code, graph_layout, compat)
-    with _cache_lock:
-        cached = _REFERENCE_CACHE.get(key)
-    if cached is not None:
-        return cached
-    reference_trace, error = trace_program(
-        code, role="reference", graph_layout=graph_layout, compat=compat, timeout_s=timeout_s
-    )
-    if reference_trace is None:
-        raise ReferenceProgramError(f"reference: the reference program failed to run: {error}")
-    with _cache_lock:
-        if len(_REFERENCE_CACHE) >= _REFERENCE_CACHE_SIZE:
-            _REFERENCE_CACHE.pop(next(iter(_REFERENCE_CACHE)))
-        _REFERENCE_CACHE[key] = reference_trace
-    return reference_trace
+    def trace() -> dict[str, Any]:
+        reference_trace, error = trace_program(
+            code, role="reference", graph_layout=graph_layout, compat=compat, timeout_s=timeout_s
+        )
+        if reference_trace is None:
+            raise ReferenceProgramError(f"reference: the reference program failed to run: {error}")
+        return reference_trace
+
+    return _REFERENCE_CACHE.get((code, graph_layout, compat), trace)
 
 
 def recorded_trace(

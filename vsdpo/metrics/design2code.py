@@ -27,8 +27,6 @@ import copy
 import hashlib
 import io
 import os
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import Any
@@ -39,6 +37,7 @@ from scipy.optimize import linear_sum_assignment
 
 from vsdpo.metrics.color import color_similarity
 from vsdpo.metrics.design2code_blocks import Block, merge_by_box, page_blocks
+from vsdpo.metrics.kept import KeptResults
 
 __all__ = ["Block", "Design2CodeScore", "match_blocks", "merge_by_box", "score", "score_blocks"]
 
@@ -323,8 +322,7 @@ def score(
     return result
 
 
-_references: OrderedDict[tuple, tuple[list[Block], bytes]] = OrderedDict()
-_references_lock = threading.Lock()
+_references: KeptResults[tuple[list[Block], bytes]] = KeptResults(REFERENCE_CACHE_SIZE)
 
 
 def reference_page_blocks(
@@ -338,15 +336,7 @@ def reference_page_blocks(
         with contextlib.suppress(OSError):
             folder = (os.path.realpath(assets_dir), os.stat(assets_dir).st_mtime_ns)
     key = (hashlib.sha256(html.encode("utf-8", "surrogatepass")).hexdigest(), assets_dir, folder)
-    with _references_lock:
-        found = _references.get(key)
-        if found is not None:
-            _references.move_to_end(key)
-    if found is None:
-        found = page_blocks(html, generated=False, timeout_s=timeout_s, assets_dir=assets_dir)
-        with _references_lock:
-            _references[key] = found
-            while len(_references) > REFERENCE_CACHE_SIZE:
-                _references.popitem(last=False)
-    blocks, image = found
+    blocks, image = _references.get(
+        key, lambda: page_blocks(html, generated=False, timeout_s=timeout_s, assets_dir=assets_dir)
+    )
     return copy.deepcopy(blocks), image
