@@ -4,6 +4,7 @@ it, credited like a defect; the warm start teaches its use; the teacher gain is 
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ from vsdpo.train import generate
 from vsdpo.train.batch import credit_matrix
 from vsdpo.train.config import load_config
 from vsdpo.train.corrupt import RUNNING, corrupt
-from vsdpo.train.data import TaskSet
+from vsdpo.train.data import TaskSet, with_target_images
 from vsdpo.train.evaluate import Evaluator
 from vsdpo.train.generate import Rollout
 from vsdpo.train.scoring import RenderPool
@@ -173,6 +174,7 @@ def test_warm_start_repairs_of_every_kind_with_their_real_feedback(tmp_path, cap
             "warmstart.corruptions": 4,
             "warmstart.own_samples": 0,
             "warmstart.repair_tasks": 2,
+            "warmstart.recoloured": 0,  # tested on their own below
             "data.prompt_image": "false",
             "algorithm.teacher_image": "false",
             "run.cache_dir": str(tmp_path),
@@ -200,6 +202,42 @@ def test_warm_start_repairs_of_every_kind_with_their_real_feedback(tmp_path, cap
     assert all(e.prompt.rstrip().endswith("Write the program again with the error fixed.") for e in failed)
     assert any(" colour #" in e.prompt and "should be" in e.prompt for e in differs)  # a swapped colour
     assert any("chart type: " in e.prompt for e in differs)  # another chart type, or a dropped series
+
+
+def test_warm_start_recoloured_targets_are_learnt_from_the_feedback_only(tmp_path):
+    """``warmstart.recoloured``: the task's own reference is the flawed attempt, a copy in another
+    colour the target; the prompt is the task's, so only the feedback (and target image) tell them apart."""
+    tasks = builtin_chart_tasks(3, seed=2)
+    config = load_config(
+        None,
+        {
+            "warmstart.corruptions": 0,
+            "warmstart.own_samples": 0,
+            "warmstart.repair_tasks": 0,
+            "warmstart.recoloured": 2,
+            "run.cache_dir": str(tmp_path),
+        },
+    )
+    pool = RenderPool(2, 20)
+    try:
+        task_set = with_target_images(tasks, config, pool)
+        examples = repair_examples(None, None, task_set, task_set.images, config, pool)
+    finally:
+        pool.shutdown()
+    references = {task.prompt: task.reference for task in tasks}
+    recoloured = [e for e in examples if e.answer not in references.values()]
+    assert len(recoloured) >= 4  # two per task with a colour (a pie names none)
+    for example in recoloured:
+        prompt = next(p for p in references if example.prompt.startswith(p))
+        original = references[prompt]
+        assert original.strip() in example.prompt  # the flawed attempt quoted: what the prompt recalls
+        assert example.answer != original and len(example.answer.splitlines()) == len(original.splitlines())
+        assert "Compared with the target:" in example.prompt and "should be" in example.prompt
+        wanted = re.findall(r"color='([^']+)'", example.answer)
+        assert any(f"({colour})" in example.prompt for colour in wanted)  # the target's colour, named
+        assert example.target is not None and example.target.size[0] > 0  # the recoloured target's image
+    kept = [e for e in examples if e.answer in references.values()]
+    assert len(kept) == 3 and all("It matches the target." in e.prompt for e in kept)
 
 
 def test_teacher_gain_is_split_three_ways_on_a_scripted_policy(monkeypatch):
@@ -235,6 +273,33 @@ def test_teacher_gain_is_split_three_ways_on_a_scripted_policy(monkeypatch):
     assert result.teacher_gain_failed > 0.5
     assert result.teacher_gain_flawed > 0.05
     assert result.teacher_gain_matched == pytest.approx(0.0)
+
+
+def test_second_attempts_are_sampled_from_the_teachers_weights(monkeypatch):
+    """With an EMA teacher the second attempts come from its weights, not the policy's: here only the
+    teacher can repair the wrong colour, so the gain is the teacher's."""
+    task = builtin_chart_tasks(1, seed=3, split="eval")[0]
+    flawed = corrupt_colour(task.reference)
+    sampled_by = []
+
+    def fake_sample(model, processor, prompts, images, rollout_config, generator=None):
+        sampled_by.append((model, len(prompts)))
+        answers = [task.reference if model == "teacher" else flawed for _ in prompts]
+        return [(torch.tensor(list(answer.encode())), None) for answer in answers]
+
+    monkeypatch.setattr(generate, "sample", fake_sample)
+    config = load_config(None, {"eval.samples": 1, "data.prompt_image": "false"})
+    pool = RenderPool(2, 20)
+    try:
+        evaluator = Evaluator(TaskSet([task], [None]), config, pool)
+        with_teacher = evaluator.run("policy", TemplateProcessor(), step=0, teacher="teacher")
+        live = evaluator.run("policy", TemplateProcessor(), step=0)
+    finally:
+        pool.shutdown()
+    assert sampled_by == [("policy", 1), ("teacher", 1), ("policy", 1), ("policy", 1)]
+    assert with_teacher.reward == pytest.approx(live.reward)  # the same first attempt
+    assert with_teacher.teacher_gain_flawed > 0.01  # the colour repaired
+    assert live.teacher_gain_flawed == pytest.approx(0.0)  # the policy repeats its own program
 
 
 def corrupt_colour(program: str) -> str:

@@ -27,7 +27,7 @@ def test_a_model_folder_gets_its_own_run_and_no_warm_start():
 def test_the_tiny_default_keeps_its_set_up():
     config = load_config()
     assert (config.run.name, config.run.output_dir) == ("tiny-chart", "runs/tiny-chart")
-    assert (config.warmstart.steps, config.warmstart.repair_steps) == (250, 400)
+    assert (config.warmstart.steps, config.warmstart.repair_steps) == (250, 800)
 
 
 def test_values_the_user_set_are_kept():

@@ -128,7 +128,7 @@ class WarmstartConfig(Section):
         description="supervised steps on first attempts (task -> reference program) before RL; the base policy, cached; unset with a model other than tiny: 0",
     )
     repair_steps: int = Field(
-        400,
+        800,
         ge=0,
         description="then supervised steps on a mix of first attempts and repairs (task + real feedback on a flawed program -> reference); unset with a model other than tiny: 0",
     )
@@ -144,6 +144,11 @@ class WarmstartConfig(Section):
         256,
         ge=0,
         description="built-in training-split tasks beyond data.num_builtin_tasks whose references, each kept and once corrupted, join the repairs (builtin:charts only): programs the model cannot recall, so it learns to read the feedback",
+    )
+    recoloured: int = Field(
+        2,
+        ge=0,
+        description="repair targets per task that are its reference drawn in another colour, the reference itself the flawed attempt: the answer is not in the prompt (no prompt names a colour), only in the feedback and the target image",
     )
     batch_size: int = Field(16, ge=1, description="examples per warm-start step")
     learning_rate: float = Field(

@@ -131,6 +131,13 @@ _WORDS = (
 _PLOT_CALLS = {"bar": "barh", "barh": "bar", "plot": "scatter", "scatter": "plot"}
 
 
+def recolour(program: str, rng: random.Random) -> str | None:
+    """The program drawing in another colour (the first ``color=`` of a randomly picked line), or None
+    where it names none: a *target* the task's prompt cannot tell apart from the original, since
+    prompts name no colours."""
+    return swap_color(program.rstrip("\n").split("\n"), rng)
+
+
 def swap_color(lines, rng):
     index = _pick(lines, rng, r"color='[^']+'")
     if index is None:

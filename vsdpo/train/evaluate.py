@@ -5,7 +5,8 @@ attempts, sampled from a fixed seed (the training's random state is saved and re
 evaluating never changes the run). Each attempt is rendered in the sandbox and scored with the task
 kind's visual reward (vsdpo.feedback.rewards; the user's ``reward.funcs`` are left out: this is the task's own
 measure). With ``eval.teacher_gain``, every first attempt's feedback (vsdpo.feedback.builder, exactly
-the teacher's context in training) is appended to its prompt and a second attempt is sampled: the
+the teacher's context in training) is appended to its prompt and a second attempt is sampled from
+the teacher's own weights (the moving average with ``algorithm.teacher ema``, else the policy): the
 mean reward of the second attempts minus that of the first is the *teacher gain*, the precondition
 of self-distillation (a teacher that does no better given the feedback has nothing to teach). It is
 also split three ways by the first attempt: it failed to run; it ran with a difference from the
@@ -165,7 +166,15 @@ class Evaluator:
         # The renders are queued first: a score, on the same threads, waits only on its own render.
         self.render_pool.map(score, zip(attempts, tasks, futures, strict=True))
 
-    def run(self, model: PreTrainedModel, processor: Processor, step: int) -> EvalResult:
+    def run(
+        self,
+        model: PreTrainedModel,
+        processor: Processor,
+        step: int,
+        teacher: PreTrainedModel | None = None,
+    ) -> EvalResult:
+        """First attempts from ``model``; second attempts from ``teacher`` (the EMA teacher's weights),
+        or from ``model`` when None (a live teacher is the policy itself)."""
         samples = self.config.eval.samples
         tasks = [task for task in self.tasks.tasks for _ in range(samples)]
         show_target = self.config.data.prompt_image and all(image is not None for image in self.tasks.images)
@@ -191,7 +200,7 @@ class Evaluator:
                             task_id=attempt.task_id,
                         )
                     )
-                self._attempts(model, processor, second, tasks)
+                self._attempts(model if teacher is None else teacher, processor, second, tasks)
         if self.out_dir is not None:
             self.save(step, tasks, first, second)
         return summarise(step, first, second)

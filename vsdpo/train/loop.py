@@ -93,7 +93,7 @@ def train(config: TrainConfig) -> dict:
         )
         evaluator = None if held_out is None else Evaluator(held_out, config, render_pool, run_dir)
         if evaluator is not None and state.step == 0 and config.eval.at_start:
-            logger.log_eval(evaluator.run(model, processor, step=0))  # the base policy
+            logger.log_eval(evaluator.run(model, processor, step=0, teacher=teacher.model))  # the base policy
         metrics: dict = {}
 
         for step in range(state.step + 1, config.run.max_steps + 1):
@@ -123,7 +123,7 @@ def train(config: TrainConfig) -> dict:
             held_out_result = None
             if evaluator is not None and evaluator.due(step):
                 with clock.stage("eval"):
-                    held_out_result = evaluator.run(model, processor, step)
+                    held_out_result = evaluator.run(model, processor, step, teacher=teacher.model)
             last = step == config.run.max_steps
             samples = config.logging.num_sample_renders
             if distributed.is_main() and samples and (step % config.logging.sample_every == 0 or last):

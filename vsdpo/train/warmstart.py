@@ -14,7 +14,10 @@ Two supervised stages on the training tasks' reference programs:
    learns to keep a program that is right. ``warmstart.repair_steps`` steps then train on a
    half-and-half mix of first attempts and repairs (task + feedback -> reference), so that the model
    can use feedback: the teacher must know more than the student for self-distillation to teach
-   anything.
+   anything. With ``warmstart.recoloured``, some targets are the run's own tasks drawn in another
+   colour: the program the model recalls from the prompt is then the flawed attempt, and only the
+   feedback (and the target image) say which colour is wanted, so the answer can only be got by
+   reading them — as on held-out tasks, whose colours no prompt names.
 
 The weights are cached under the cache folder, keyed by everything that shapes them.
 """
@@ -32,9 +35,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from vsdpo.feedback.builder import feedback_context
-from vsdpo.tasks import builtin_chart_tasks
+from vsdpo.tasks import Task, builtin_chart_tasks
 from vsdpo.tiny import config_key
-from vsdpo.train.corrupt import corrupt
+from vsdpo.train.corrupt import corrupt, recolour
 from vsdpo.train.data import TaskSet, cache_dir, with_target_images
 from vsdpo.train.generate import encode, feedback_options, prompt_text, sample_programs, seeded
 from vsdpo.train.scoring import visual_reward
@@ -84,6 +87,7 @@ def cache_key(processor: Processor, config: TrainConfig) -> str:
         warm.corruptions,
         warm.own_samples,
         warm.repair_tasks,
+        warm.recoloured,
         warm.batch_size,
         warm.learning_rate,
         config.algorithm.teacher_image,
@@ -156,16 +160,20 @@ def repair_examples(
             programs += [(index, program) for program in corrupt(task.reference, rng, warm.corruptions)]
     if warm.own_samples:
         log.info("warm-start: sampling %d programs from the model", warm.own_samples * len(task_set.tasks))
-        programs += own_samples(model, processor, task_set, targets, config)
+        programs += own_samples(model, processor, task_set.tasks, targets, warm.own_samples, config)
     # Tasks met only here: a program the model cannot know by heart, to keep or to fix from the feedback.
     extra = extra_repair_tasks(task_set, config, render_pool)
-    tasks, targets = (
-        list(task_set.tasks) + extra.tasks,
-        list(targets) + [image if config.data.prompt_image else None for image in extra.images],
-    )
+    tasks = list(task_set.tasks) + extra.tasks
+    targets = list(targets) + [image if config.data.prompt_image else None for image in extra.images]
     for index, task in enumerate(extra.tasks, start=len(task_set.tasks)):
         programs.append((index, task.reference))
         programs += [(index, program) for program in corrupt(task.reference, rng, 1, running_only=True)]
+    if warm.recoloured:
+        variants = recoloured_tasks(task_set.tasks, rng, warm.recoloured, config, render_pool)
+        tasks += variants.tasks
+        targets += [image if config.data.prompt_image else None for image in variants.images]
+        first_variant = len(tasks) - len(variants.tasks)
+        programs += [(first_variant + i, original) for i, original in enumerate(variants.originals)]
     futures = [render_pool.submit(program, tasks[index].kind) for index, program in programs]
     reward = visual_reward(config)
     log.info("warm-start: rendering and scoring %d programs for the repairs", len(programs))
@@ -202,21 +210,42 @@ def extra_repair_tasks(task_set: TaskSet, config: TrainConfig, render_pool: Rend
     return with_target_images([t for t in generated if t.prompt not in known][:count], config, render_pool)
 
 
+@dataclass
+class Recoloured(TaskSet):
+    originals: list[str] = field(default_factory=list)  # per variant, the reference it recolours
+
+
+def recoloured_tasks(
+    tasks: list[Task], rng: random.Random, count: int, config: TrainConfig, render_pool: RenderPool
+) -> Recoloured:
+    """Up to ``count`` variants per task whose reference draws in another colour, with their target
+    images rendered (cached), and the original reference of each."""
+    variants, originals = [], []
+    for task in tasks:
+        seen = {task.reference}
+        for number in range(count):
+            program = recolour(task.reference, rng) if task.reference else None
+            if program is None or program in seen:
+                continue
+            seen.add(program)
+            variants.append(Task(f"{task.id}-recoloured{number}", task.kind, task.prompt, program))
+            originals.append(task.reference)
+    rendered = with_target_images(variants, config, render_pool)
+    return Recoloured(rendered.tasks, rendered.images, originals)
+
+
 def own_samples(
     model: PreTrainedModel,
     processor: Processor,
-    task_set: TaskSet,
+    tasks: list[Task],
     targets: list[Image.Image | None],
+    count: int,
     config: TrainConfig,
 ) -> list[tuple[int, str]]:
-    """``warmstart.own_samples`` programs per task sampled from the model as it is (after stage 1)."""
-    indices = [
-        i
-        for i, task in enumerate(task_set.tasks)
-        if task.reference
-        for _ in range(config.warmstart.own_samples)
-    ]
-    requests = [(task_set.tasks[i].prompt, targets[i], []) for i in indices]
+    """``count`` programs per task (with a reference) sampled from the model as it is (after stage 1),
+    as (index in ``tasks``, program)."""
+    indices = [i for i, task in enumerate(tasks) if task.reference for _ in range(count)]
+    requests = [(tasks[i].prompt, targets[i], []) for i in indices]
     chunk = config.rollout.prompts_per_step * config.rollout.num_generations
     with seeded(config.model.seed):
         programs = sample_programs(model, processor, requests, config.rollout, chunk)
