@@ -10,7 +10,10 @@ defect, ``matched``: ran with neither; the split of ``vsdpo.train.evaluate``), o
 - **gain**: the second attempt's reward minus the first's (the logged teacher gain of that split);
 - **second failed**: second attempts that did not run, and the gain over the others;
 - **line similarity**: ``difflib`` ratio between the lines of the two programs (1: the second copies
-  the first), and how many are identical.
+  the first), and how many are identical;
+- **colours repaired**: of the differences "... colour #RRGGBB (name) should be #RRGGBB (name)" in
+  the feedback, those whose wanted colour name the second attempt writes. No prompt names a colour,
+  so on a held-out task the feedback is where it is learnt (about 1 in 9 by chance: nine colours).
 """
 
 from __future__ import annotations
@@ -18,10 +21,26 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import re
 import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+
+WANTED_COLOUR = re.compile(r"colour #[0-9A-Fa-f]{6} \([^)]*\) should be #[0-9A-Fa-f]{6} \(([^)]+)\)")
+
+
+def colours_repaired(attempts: list[dict]) -> tuple[int, int]:
+    """(wanted colours the second attempts write, wanted colours named in the feedback)."""
+    named = repaired = 0
+    for attempt in attempts:
+        for difference in attempt["differences"] or []:
+            match = WANTED_COLOUR.search(difference)
+            if match:
+                named += 1
+                repaired += f"'{match.group(1)}'" in attempt["second"]["program"]
+    return repaired, named
 
 
 def outcome(attempt: dict) -> str:
@@ -70,22 +89,24 @@ def split(run_dirs: list[Path]) -> dict[int, dict[str, dict]]:
                 ),
                 "line_similarity": statistics.fmean(similarity),
                 "identical": sum(a["program"] == a["second"]["program"] for a in attempts),
+                "colours_repaired": colours_repaired(attempts),
             }
     return table
 
 
 def render_table(table: dict[int, dict[str, dict]]) -> str:
     lines = [
-        "| step | first attempt | n | first | second | gain | second failed | gain when second ran | line similarity | identical |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| step | first attempt | n | first | second | gain | second failed | gain when second ran | line similarity | identical | colours repaired |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for step, rows in table.items():
         for name, row in rows.items():
             when_ran = "—" if row["gain_when_second_ran"] is None else f"{row['gain_when_second_ran']:+.3f}"
+            repaired, named = row["colours_repaired"]
             lines.append(
                 f"| {step} | {name} | {row['n']} | {row['first_reward']:.3f} | {row['second_reward']:.3f} | "
                 f"{row['gain']:+.3f} | {row['second_failed']} | {when_ran} | {row['line_similarity']:.2f} | "
-                f"{row['identical']} |"
+                f"{row['identical']} | {repaired}/{named} |"
             )
     return "\n".join(lines)
 
