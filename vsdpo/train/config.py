@@ -148,7 +148,7 @@ class WarmstartConfig(Section):
     recoloured: int = Field(
         2,
         ge=0,
-        description="repair targets per task that are its reference drawn in another colour, the reference itself the flawed attempt: the answer is not in the prompt (no prompt names a colour), only in the feedback and the target image",
+        description="repair targets per task that are its reference drawn in another colour, the reference itself the flawed attempt: the answer is not in the prompt (no prompt names a colour), only in the feedback and the target image (builtin:charts only)",
     )
     batch_size: int = Field(16, ge=1, description="examples per warm-start step")
     learning_rate: float = Field(

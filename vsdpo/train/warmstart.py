@@ -160,11 +160,13 @@ def repair_examples(
             programs += [(index, program) for program in corrupt(task.reference, rng, warm.corruptions)]
     if warm.own_samples:
         log.info("warm-start: sampling %d programs from the model", warm.own_samples * len(task_set.tasks))
-        programs += own_samples(model, processor, task_set.tasks, targets, warm.own_samples, config)
+        programs += own_samples(model, processor, task_set, targets, config)
     # Tasks met only here: a program the model cannot know by heart, to keep or to fix from the feedback.
     extra = extra_repair_tasks(task_set, config, render_pool)
-    tasks = list(task_set.tasks) + extra.tasks
-    targets = list(targets) + [image if config.data.prompt_image else None for image in extra.images]
+    tasks, targets = (
+        list(task_set.tasks) + extra.tasks,
+        list(targets) + [image if config.data.prompt_image else None for image in extra.images],
+    )
     for index, task in enumerate(extra.tasks, start=len(task_set.tasks)):
         programs.append((index, task.reference))
         programs += [(index, program) for program in corrupt(task.reference, rng, 1, running_only=True)]
@@ -219,8 +221,11 @@ def recoloured_tasks(
     tasks: list[Task], rng: random.Random, count: int, config: TrainConfig, render_pool: RenderPool
 ) -> Recoloured:
     """Up to ``count`` variants per task whose reference draws in another colour, with their target
-    images rendered (cached), and the original reference of each."""
+    images rendered (cached), and the original reference of each. Built-in chart tasks only: their
+    prompts name no colour, so a variant is as right an answer to the prompt as the original."""
     variants, originals = [], []
+    if config.data.tasks != "builtin:charts":
+        return Recoloured([], [], [])
     for task in tasks:
         seen = {task.reference}
         for number in range(count):
@@ -237,15 +242,18 @@ def recoloured_tasks(
 def own_samples(
     model: PreTrainedModel,
     processor: Processor,
-    tasks: list[Task],
+    task_set: TaskSet,
     targets: list[Image.Image | None],
-    count: int,
     config: TrainConfig,
 ) -> list[tuple[int, str]]:
-    """``count`` programs per task (with a reference) sampled from the model as it is (after stage 1),
-    as (index in ``tasks``, program)."""
-    indices = [i for i, task in enumerate(tasks) if task.reference for _ in range(count)]
-    requests = [(tasks[i].prompt, targets[i], []) for i in indices]
+    """``warmstart.own_samples`` programs per task sampled from the model as it is (after stage 1)."""
+    indices = [
+        i
+        for i, task in enumerate(task_set.tasks)
+        if task.reference
+        for _ in range(config.warmstart.own_samples)
+    ]
+    requests = [(task_set.tasks[i].prompt, targets[i], []) for i in indices]
     chunk = config.rollout.prompts_per_step * config.rollout.num_generations
     with seeded(config.model.seed):
         programs = sample_programs(model, processor, requests, config.rollout, chunk)
