@@ -27,7 +27,6 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-
 WANTED_COLOUR = re.compile(r"colour #[0-9A-Fa-f]{6} \([^)]*\) should be #[0-9A-Fa-f]{6} \(([^)]+)\)")
 
 

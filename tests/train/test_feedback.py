@@ -20,7 +20,7 @@ from vsdpo.tasks import Task, builtin_chart_tasks
 from vsdpo.train import generate
 from vsdpo.train.batch import credit_matrix
 from vsdpo.train.config import load_config
-from vsdpo.train.corrupt import RUNNING, corrupt
+from vsdpo.train.corrupt import RUNNING, corrupt, drop_layout, laid_out
 from vsdpo.train.data import TaskSet, with_target_images
 from vsdpo.train.evaluate import Evaluator
 from vsdpo.train.generate import Rollout
@@ -175,6 +175,7 @@ def test_warm_start_repairs_of_every_kind_with_their_real_feedback(tmp_path, cap
             "warmstart.own_samples": 0,
             "warmstart.repair_tasks": 2,
             "warmstart.recoloured": 0,  # tested on their own below
+            "warmstart.laid_out": "false",  # as well
             "data.prompt_image": "false",
             "algorithm.teacher_image": "false",
             "run.cache_dir": str(tmp_path),
@@ -215,6 +216,7 @@ def test_warm_start_recoloured_targets_are_learnt_from_the_feedback_only(tmp_pat
             "warmstart.own_samples": 0,
             "warmstart.repair_tasks": 0,
             "warmstart.recoloured": 2,
+            "warmstart.laid_out": "false",
             "run.cache_dir": str(tmp_path),
         },
     )
@@ -238,6 +240,63 @@ def test_warm_start_recoloured_targets_are_learnt_from_the_feedback_only(tmp_pat
         assert example.target is not None and example.target.size[0] > 0  # the recoloured target's image
     kept = [e for e in examples if e.answer in references.values()]
     assert len(kept) == 3 and all("It matches the target." in e.prompt for e in kept)
+
+
+def test_dropping_the_layout_call_cuts_the_labels_and_laid_out_restores_it():
+    task = next(
+        t
+        for t in builtin_chart_tasks(8, seed=2)
+        if "tight_layout" in t.reference and "ax.pie" not in t.reference
+    )
+    assert not render(task.reference, "chart").defects
+    flawed = drop_layout(task.reference.rstrip("\n").split("\n"), random.Random(0))
+    cut = render(flawed, "chart")
+    assert cut.ok and any(d.kind == "clipped_text" for d in cut.defects)
+    assert laid_out(flawed) == task.reference  # the fix is the call at the end, as the references have it
+    assert laid_out(task.reference) is None  # a program that lays itself out is left alone
+    assert laid_out("print(1)\n") is None  # no pyplot to call it on
+
+
+def test_warm_start_answers_a_reference_with_cut_labels_laid_out(tmp_path):
+    """The feedback on a reference whose render cuts its labels asks for them fixed; the answer is the
+    reference with the layout call added, on every repair of that task, and the reference elsewhere."""
+    tasks = builtin_chart_tasks(8, seed=2)
+    config = load_config(
+        None,
+        {
+            "warmstart.corruptions": 2,
+            "warmstart.own_samples": 0,
+            "warmstart.repair_tasks": 0,
+            "warmstart.recoloured": 0,
+            "data.prompt_image": "false",
+            "algorithm.teacher_image": "false",
+            "run.cache_dir": str(tmp_path),
+        },
+    )
+    pool = RenderPool(2, 20)
+    try:
+        examples = repair_examples(None, None, TaskSet(tasks, [None] * len(tasks)), [None] * 8, config, pool)
+    finally:
+        pool.shutdown()
+    fixed = kept = 0
+    for task in tasks:
+        answers = {e.answer for e in examples if e.prompt.startswith(task.prompt)}
+        assert len(answers) == 1  # one answer for every repair of the task
+        answer = answers.pop()
+        before = render(task.reference, "chart")
+        if any(d.kind == "clipped_text" for d in before.defects):
+            assert answer == laid_out(task.reference)
+            after = render(answer, "chart")
+            assert after.ok and not any(d.kind == "clipped_text" for d in after.defects)
+            shown = next(
+                e.prompt for e in examples if e.prompt.startswith(task.prompt) and "clipped_text" in e.prompt
+            )
+            assert "is cut by the canvas edge" in shown and "with these defects fixed" in shown
+            fixed += 1
+        else:
+            assert answer == task.reference
+            kept += 1
+    assert fixed >= 2 and kept >= 2
 
 
 def test_teacher_gain_is_split_three_ways_on_a_scripted_policy(monkeypatch):

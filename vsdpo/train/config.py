@@ -150,6 +150,10 @@ class WarmstartConfig(Section):
         ge=0,
         description="repair targets per task that are its reference drawn in another colour, the reference itself the flawed attempt: the answer is not in the prompt (no prompt names a colour), only in the feedback and the target image (builtin:charts only)",
     )
+    laid_out: bool = Field(
+        True,
+        description="a repair's answer is its reference with plt.tight_layout() added where that removes the text its own render cuts at the figure's edge, so that the feedback's clipped text is fixed, not kept (chart tasks)",
+    )
     batch_size: int = Field(16, ge=1, description="examples per warm-start step")
     learning_rate: float = Field(
         3e-3, gt=0, description="the warm-start's peak learning rate (cosine decay per stage)"

@@ -185,6 +185,25 @@ def extra_series(lines, rng):
     return "\n".join(lines[: index + 1] + [copy] + lines[index + 1 :]) + "\n"
 
 
+def drop_layout(lines, rng):
+    """The layout call dropped: the title and axis labels may then be cut by the figure's edge."""
+    index = _pick(lines, rng, r"^\s*(plt|fig)\.tight_layout\(\)\s*$")
+    if index is None:
+        return None
+    return "\n".join(lines[:index] + lines[index + 1 :]) + "\n"
+
+
+_LAYOUT = re.compile(r"tight_layout|constrained_layout|layout=|subplots_adjust|bbox_inches")
+
+
+def laid_out(program: str) -> str | None:
+    """The fix of ``drop_layout``: ``program`` with ``plt.tight_layout()`` added at its end, or None
+    where it already lays its figure out (or has no pyplot to call it on)."""
+    if _LAYOUT.search(program) or not re.search(r"^import matplotlib\.pyplot as plt\s*$", program, re.M):
+        return None
+    return program.rstrip("\n") + "\nplt.tight_layout()\n"
+
+
 def drop_series(lines, rng):
     index = _pick(lines, rng, r"\bax\.(bar|barh|plot|scatter|pie)\(")
     if index is None:
@@ -209,6 +228,7 @@ RUNNING: tuple[Corruption, ...] = (
     other_chart_type,
     extra_series,
     drop_series,
+    drop_layout,
 )
 CORRUPTIONS: tuple[Corruption, ...] = FAILING + RUNNING
 

@@ -17,7 +17,10 @@ Two supervised stages on the training tasks' reference programs:
    anything. With ``warmstart.recoloured``, some targets are the run's own tasks drawn in another
    colour: the program the model recalls from the prompt is then the flawed attempt, and only the
    feedback (and the target image) say which colour is wanted, so the answer can only be got by
-   reading them — as on held-out tasks, whose colours no prompt names.
+   reading them — as on held-out tasks, whose colours no prompt names. With ``warmstart.laid_out``,
+   the answer to a task whose reference has its labels cut by the figure's edge (half the built-in
+   references call no layout engine) is the reference with ``plt.tight_layout()`` added, where that
+   removes the cut: the feedback names the clipped text, and the answer fixes it rather than keeping it.
 
 The weights are cached under the cache folder, keyed by everything that shapes them.
 """
@@ -29,15 +32,17 @@ import math
 import os
 import random
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
 
 from vsdpo.feedback.builder import feedback_context
+from vsdpo.feedback.rendering import resolved
 from vsdpo.tasks import Task, builtin_chart_tasks
 from vsdpo.tiny import config_key
-from vsdpo.train.corrupt import corrupt, recolour
+from vsdpo.train.corrupt import corrupt, laid_out, recolour
 from vsdpo.train.data import TaskSet, cache_dir, with_target_images
 from vsdpo.train.generate import encode, feedback_options, prompt_text, sample_programs, seeded
 from vsdpo.train.scoring import visual_reward
@@ -53,7 +58,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("vsdpo.train")
 PROGRESS_EVERY = 200  # a log line per this many repair programs rendered
 
-FORMAT = 4  # bump when the examples change, so that cached weights of an older recipe are not reused
+FORMAT = 5  # bump when the examples change, so that cached weights of an older recipe are not reused
 
 
 @dataclass
@@ -88,6 +93,7 @@ def cache_key(processor: Processor, config: TrainConfig) -> str:
         warm.own_samples,
         warm.repair_tasks,
         warm.recoloured,
+        warm.laid_out,
         warm.batch_size,
         warm.learning_rate,
         config.algorithm.teacher_image,
@@ -150,7 +156,8 @@ def repair_examples(
     render_pool: RenderPool,
 ) -> list[Example]:
     """Flawed programs (corrupted references and the model's own samples) and the references, rendered
-    and scored against the reference, each with its feedback; the answer is always the reference."""
+    and scored against the reference, each with its feedback; the answer is the reference (laid out,
+    with ``warmstart.laid_out``, where its own labels are cut)."""
     warm = config.warmstart
     rng = random.Random(config.model.seed)
     programs: list[tuple[int, str]] = []
@@ -177,6 +184,7 @@ def repair_examples(
         first_variant = len(tasks) - len(variants.tasks)
         programs += [(first_variant + i, original) for i, original in enumerate(variants.originals)]
     futures = [render_pool.submit(program, tasks[index].kind) for index, program in programs]
+    answers = LaidOut(tasks, programs, futures, render_pool) if warm.laid_out else None
     reward = visual_reward(config)
     log.info("warm-start: rendering and scoring %d programs for the repairs", len(programs))
     done, lock = [0], threading.Lock()
@@ -194,10 +202,57 @@ def repair_examples(
             log.warning("warm-start: reward failed for task %s: %s: %s", task.id, type(error).__name__, error)
             differences = None
         context = feedback_context(render, program, differences=differences, options=feedback_options(config))
-        return Example(task.prompt + context.text, task.reference, targets[index], context.images)
+        answer = answers.answer(index) if answers is not None else task.reference
+        return Example(task.prompt + context.text, answer, targets[index], context.images)
 
     # The renders are queued first: an example, on the same threads, waits only on its own render.
     return render_pool.map(example, zip(programs, futures, strict=True))
+
+
+class LaidOut:
+    """Per task, the repairs' answer: its reference, or the reference with ``plt.tight_layout()``
+    added (vsdpo.train.corrupt.laid_out) where the reference's own render has text cut by the
+    figure's edge and the laid-out one has less, and no more defects of any kind. Every render it
+    needs is queued here, before the examples are built on the pool's threads, so that none of them
+    waits on a render queued behind it."""
+
+    def __init__(
+        self, tasks: list[Task], programs: list[tuple[int, str]], futures: list, render_pool: RenderPool
+    ):
+        self.tasks = tasks
+        self.candidates = {
+            index: candidate
+            for index, task in enumerate(tasks)
+            if task.kind == "chart" and task.reference and (candidate := laid_out(task.reference))
+        }
+        self.reference_renders = {
+            index: future
+            for (index, program), future in zip(programs, futures, strict=True)
+            if index in self.candidates and program == tasks[index].reference
+        }
+        for index in self.candidates.keys() - self.reference_renders.keys():
+            self.reference_renders[index] = render_pool.submit(tasks[index].reference, "chart")
+        self.candidate_renders = {
+            index: render_pool.submit(candidate, "chart") for index, candidate in self.candidates.items()
+        }
+
+    def answer(self, index: int) -> str:
+        reference = self.tasks[index].reference
+        if index not in self.candidates:
+            return reference
+        before = resolved(self.reference_renders[index], "chart")
+        after = resolved(self.candidate_renders[index], "chart")
+        if not (before.ok and after.ok):
+            return reference
+        before, after = _kinds(before), _kinds(after)
+        fixed = after["clipped_text"] < before["clipped_text"] and all(
+            count <= before[kind] for kind, count in after.items()
+        )
+        return self.candidates[index] if fixed else reference
+
+
+def _kinds(render) -> Counter:
+    return Counter(defect.kind for defect in render.defects)
 
 
 def extra_repair_tasks(task_set: TaskSet, config: TrainConfig, render_pool: RenderPool) -> TaskSet:
