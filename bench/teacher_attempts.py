@@ -13,7 +13,9 @@ defect, ``matched``: ran with neither; the split of ``vsdpo.train.evaluate``), o
   the first), and how many are identical;
 - **colours repaired**: of the differences "... colour #RRGGBB (name) should be #RRGGBB (name)" in
   the feedback, those whose wanted colour name the second attempt writes. No prompt names a colour,
-  so on a held-out task the feedback is where it is learnt (about 1 in 9 by chance: nine colours).
+  so on a held-out task the feedback is where it is learnt (about 1 in 9 by chance: nine colours);
+- **cuts repaired**: of the first attempts with text cut by the canvas edge (a ``clipped_text``
+  defect), those whose second attempt runs with none.
 """
 
 from __future__ import annotations
@@ -40,6 +42,16 @@ def colours_repaired(attempts: list[dict]) -> tuple[int, int]:
                 named += 1
                 repaired += f"'{match.group(1)}'" in attempt["second"]["program"]
     return repaired, named
+
+
+def cut(defects: list[str]) -> bool:
+    return any(defect.startswith("clipped_text") for defect in defects or [])
+
+
+def cuts_repaired(attempts: list[dict]) -> tuple[int, int]:
+    """(second attempts that run without the cut, first attempts with text cut by the edge)."""
+    cuts = [a for a in attempts if a["ran"] and cut(a["defects"])]
+    return sum(a["second"]["ran"] and not cut(a["second"]["defects"]) for a in cuts), len(cuts)
 
 
 def outcome(attempt: dict) -> str:
@@ -89,23 +101,25 @@ def split(run_dirs: list[Path]) -> dict[int, dict[str, dict]]:
                 "line_similarity": statistics.fmean(similarity),
                 "identical": sum(a["program"] == a["second"]["program"] for a in attempts),
                 "colours_repaired": colours_repaired(attempts),
+                "cuts_repaired": cuts_repaired(attempts),
             }
     return table
 
 
 def render_table(table: dict[int, dict[str, dict]]) -> str:
     lines = [
-        "| step | first attempt | n | first | second | gain | second failed | gain when second ran | line similarity | identical | colours repaired |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| step | first attempt | n | first | second | gain | second failed | gain when second ran | line similarity | identical | colours repaired | cuts repaired |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for step, rows in table.items():
         for name, row in rows.items():
             when_ran = "—" if row["gain_when_second_ran"] is None else f"{row['gain_when_second_ran']:+.3f}"
             repaired, named = row["colours_repaired"]
+            fixed, cuts = row["cuts_repaired"]
             lines.append(
                 f"| {step} | {name} | {row['n']} | {row['first_reward']:.3f} | {row['second_reward']:.3f} | "
                 f"{row['gain']:+.3f} | {row['second_failed']} | {when_ran} | {row['line_similarity']:.2f} | "
-                f"{row['identical']} | {repaired}/{named} |"
+                f"{row['identical']} | {repaired}/{named} | {fixed}/{cuts} |"
             )
     return "\n".join(lines)
 
