@@ -183,3 +183,102 @@ def test_placeholder_overflow_found_is_what_libreoffice_draws():
         first_slide_top = image.crop((0, 0, 640, 2)).getextrema()[0]
         second_slide_bottom = image.crop((0, 958, 640, 960)).getextrema()[0]
         assert (first_slide_top < 128) == cut and (second_slide_bottom < 128) == cut
+
+
+# Text as LibreOffice lays it out, one piece per slide on an empty page (the boxes the checks judge).
+LAYOUTS = {
+    # add_textbox's own frame grows to its text and does not wrap: drawn centred on the box.
+    "text box": HEAD + "box = slide.shapes.add_textbox(Inches(2), Inches(2), Inches(5), Inches(1))\n"
+    "box.text_frame.text = 'Left words'\n",
+    # The master centres a title and sets it at 44 pt.
+    "title": "from pptx import Presentation\nprs = Presentation()\n"
+    "prs.slides.add_slide(prs.slide_layouts[5]).shapes.title.text = 'Plan'\n",
+    # Bullets start 0.375 in in (the master's margin) and are 20% of their size apart; the frame's
+    # shrink-on-overflow is the master's, which LibreOffice does not apply: drawn past the frame.
+    "bullets": "from pptx import Presentation\nfrom pptx.util import Inches\nprs = Presentation()\n"
+    "slide = prs.slides.add_slide(prs.slide_layouts[1])\n"
+    "slide.shapes.title._element.getparent().remove(slide.shapes.title._element)\n"
+    "body = slide.placeholders[1]\n"
+    "body.left, body.top, body.width, body.height = Inches(0.5), Inches(1.6), Inches(9), Inches(1.5)\n"
+    "body.text_frame.text = 'Hire two engineers'\n"
+    "for i in range(4):\n    body.text_frame.add_paragraph().text = f'Ship the release {i}'\n",
+}
+# A word wider than its wrapping frame is broken between characters.
+LAYOUTS["long word"] = HEAD + (
+    "box = slide.shapes.add_textbox(Inches(1.5), Inches(3.5), Inches(1.2), Inches(0.8))\n"
+    "box.text_frame.word_wrap = True\n"
+    "box.text_frame.text = 'Dependency'\n"
+    "box.text_frame.paragraphs[0].runs[0].font.size = Pt(29)\n"
+)
+# The same bullets with the frame's own shrink-on-overflow: LibreOffice shrinks them into it.
+LAYOUTS["shrunk bullets"] = (
+    LAYOUTS["bullets"].replace("from pptx.util", "from pptx.enum.text import MSO_AUTO_SIZE\nfrom pptx.util")
+    + "body.text_frame.auto_size = MSO_AUTO_SIZE.TEXT_TO_FIT_SHAPE\n"
+)
+
+
+def _text_of(code: str):
+    result = render(code, draw=False)
+    assert result.ok, result.error
+    (text,) = [e for e in result.elements if e.role == "text"]
+    return result, text
+
+
+def test_text_is_placed_as_the_frame_and_the_master_say():
+    px_per_in = 96  # a 10 in slide drawn 960 px wide
+    _, box = _text_of(LAYOUTS["text box"])
+    x0, _, x1, _ = box.bbox
+    assert (x0 + x1) / 2 == pytest.approx(4.5 * px_per_in, abs=1)  # centred on the 2-7 in box
+    assert x1 - x0 < 2 * px_per_in
+    frame = box.extra["frame"]  # the frame is as wide as the text, plus its margins
+    assert frame[2] - frame[0] == pytest.approx(x1 - x0 + 0.2 * px_per_in, abs=1)
+
+    _, title = _text_of(LAYOUTS["title"])
+    assert (title.bbox[0] + title.bbox[2]) / 2 == pytest.approx(5 * px_per_in, abs=1)
+
+    result, bullets = _text_of(LAYOUTS["bullets"])
+    assert bullets.bbox[0] == pytest.approx((0.5 + 0.1 + 0.375) * px_per_in, abs=1)  # box, margin, indent
+    font = 32 * px_per_in / 72
+    assert bullets.extra["font_px"] == pytest.approx(font)
+    assert bullets.bbox[3] - bullets.bbox[1] == pytest.approx(5 * 1.2 * font + 4 * 0.2 * font, abs=1)
+    # Past its frame, but a frame that asks to shrink is not held to it: nothing to report here.
+    assert bullets.bbox[3] > bullets.extra["frame"][3] and result.defects == []
+
+    _, word = _text_of(LAYOUTS["long word"])
+    assert word.bbox[2] <= word.extra["frame"][2] and word.bbox[3] - word.bbox[1] > 2 * 29 * px_per_in / 72
+    result, shrunk = _text_of(LAYOUTS["shrunk bullets"])
+    assert shrunk.extra["font_px"] < 0.7 * font
+    assert shrunk.bbox[3] <= shrunk.extra["frame"][3] and result.defects == []
+
+
+def test_a_fit_set_by_the_layout_is_not_applied():
+    """LibreOffice grows or shrinks to fit only where the shape's own frame says so."""
+    code = LAYOUTS["bullets"].replace(
+        "slide = prs.slides.add_slide(prs.slide_layouts[1])\n",
+        "from lxml import etree\nfrom pptx.oxml.ns import qn\n"
+        "for ph in prs.slide_layouts[1].placeholders:\n"
+        "    if ph.placeholder_format.idx == 1:\n"
+        "        etree.SubElement(ph._element.txBody.find(qn('a:bodyPr')), qn('a:spAutoFit'))\n"
+        "slide = prs.slides.add_slide(prs.slide_layouts[1])\n",
+    )
+    _, text = _text_of(code)
+    _, plain = _text_of(LAYOUTS["bullets"])
+    assert text.extra["frame"] == plain.extra["frame"] and text.bbox == plain.bbox
+    assert text.bbox[3] > text.extra["frame"][3]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("soffice") is None, reason="needs LibreOffice (soffice)")
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_text_boxes_are_where_libreoffice_draws_the_ink(name):
+    """Each edge of the text's box within 0.3 of its font size (or 8 px) of the ink's: a line's box
+    starts 0.22 of it above its capitals. The left edge of bullets is the text's; the bullet's ink lies
+    left of it."""
+    result = render(LAYOUTS[name], width=960)
+    assert result.ok, result.error
+    (text,) = [e for e in result.elements if e.role == "text"]
+    grey = Image.open(io.BytesIO(result.image)).convert("L")
+    ink = grey.point(lambda value: 255 if value < 128 else 0).getbbox()
+    near = max(8.0, 0.3 * text.extra["font_px"])
+    edges = range(1, 4) if "bullets" in name else range(4)
+    assert all(abs(text.bbox[i] - ink[i]) <= near for i in edges), (text.bbox, ink)

@@ -225,8 +225,7 @@ def _shape_elements(
         text = layout_text_frame(
             shape, box, scale, palette, default_color=_default_text_color(shape, palette)
         )
-        if text["grows_shape"]:
-            box[3] = max(box[3], text["bbox"][3] + text["margin_bottom"])
+        box[:] = text["frame"]  # a shape that grows to fit its text, as drawn
         elements.append(
             {
                 "id": f"{shape_id}-text",

@@ -9,6 +9,7 @@ occupies in slide pixels, which the renderer compares with the frame and the sli
 from __future__ import annotations
 
 import functools
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -115,8 +116,8 @@ def font_for(name: str | None, px: float, bold: bool, italic: bool) -> ImageFont
         for suffix in style:
             path = files.get(f"{stem}-{suffix}" if suffix else stem)
             if path:
-                return ImageFont.truetype(path, max(1, round(px)))
-    return ImageFont.load_default(size=max(1, round(px)))
+                return ImageFont.truetype(path, max(1.0, px))
+    return ImageFont.load_default(size=max(1.0, px))
 
 
 # ---------------------------------------------------------------------------------------------- sizes
@@ -136,6 +137,33 @@ def _level_pt(styles: Any, level: int) -> float | None:
     return int(size) / 100 if size and size.isdigit() else None
 
 
+def _level_attr(name: str) -> Any:
+    """A reader of attribute ``name`` of level ``level``'s paragraph properties in a list or text style."""
+
+    def read(styles: Any, level: int) -> str | None:
+        found = styles.find(qn(f"a:lvl{level + 1}pPr")) if styles is not None else None
+        return found.get(name) if found is not None else None
+
+    return read
+
+
+def _space_before(properties: Any) -> tuple[str, float] | None:
+    """A paragraph's space before it, from its paragraph properties: ('pt', points) or ('pct', a
+    fraction of its font size)."""
+    found = properties.find(qn("a:spcBef")) if properties is not None else None
+    if found is None:
+        return None
+    points, percent = found.find(qn("a:spcPts")), found.find(qn("a:spcPct"))
+    value = (points if points is not None else percent).get("val") if len(found) else None
+    if value is None or not value.lstrip("-").isdigit():
+        return None
+    return ("pt", int(value) / 100) if points is not None else ("pct", int(value) / 100_000)
+
+
+def _level_space_before(styles: Any, level: int) -> tuple[str, float] | None:
+    return _space_before(styles.find(qn(f"a:lvl{level + 1}pPr")) if styles is not None else None)
+
+
 def _chain(shape: Any) -> list[Any]:
     """The shape's text bodies (``p:txBody``) down its placeholder chain: its own, then the layout's
     placeholder's and the master's, which hold what it does not set itself."""
@@ -153,17 +181,17 @@ def _chain(shape: Any) -> list[Any]:
     return bodies
 
 
-def inherited_font_pt(shape: Any, level: int = 0) -> float:
-    """The size in points of text at paragraph ``level`` that sets none itself: for a placeholder, the
-    list styles down its chain (the slide's shape, the layout's placeholder, the master's), then the
-    master's title or body style; for any other shape, the deck's default."""
+def _inherited(shape: Any, level: int, read: Any) -> Any:
+    """What ``read(styles, level)`` finds first in the list styles down a placeholder's chain (the
+    slide's shape, the layout's placeholder, the master's), then in the master's title, body or other
+    text style for its type; None for a shape that is no placeholder, or where nothing sets it."""
     try:
         if not getattr(shape, "is_placeholder", False):
-            return DEFAULT_FONT_PT
+            return None
         for body in _chain(shape):
-            size = _level_pt(body.find(qn("a:lstStyle")), level)
-            if size:
-                return size
+            found = read(body.find(qn("a:lstStyle")), level)
+            if found is not None:
+                return found
         kind = getattr(shape.placeholder_format.type, "name", "")
         style = (
             "p:titleStyle"
@@ -174,23 +202,24 @@ def inherited_font_pt(shape: Any, level: int = 0) -> float:
         )
         master = shape.part.slide.slide_layout.slide_master
         styles = master._element.find(qn("p:txStyles"))
-        size = _level_pt(styles.find(qn(style)) if styles is not None else None, level)
-        return size or DEFAULT_FONT_PT
-    except Exception:  # noqa: BLE001 - a deck python-pptx cannot walk keeps the default
-        return DEFAULT_FONT_PT
+        return read(styles.find(qn(style)) if styles is not None else None, level)
+    except Exception:  # noqa: BLE001 - a chain python-pptx cannot walk sets nothing
+        return None
+
+
+def inherited_font_pt(shape: Any, level: int = 0) -> float:
+    """The size in points of text at paragraph ``level`` that sets none itself: for a placeholder, the
+    list styles down its chain, then the master's title or body style; for any other shape, the deck's
+    default."""
+    return _inherited(shape, level, _level_pt) or DEFAULT_FONT_PT
 
 
 # ---------------------------------------------------------------------------------------------- layout
 
-_AUTOFIT = {
-    "a:spAutoFit": MSO_AUTO_SIZE.SHAPE_TO_FIT_TEXT,
-    "a:normAutofit": MSO_AUTO_SIZE.TEXT_TO_FIT_SHAPE,
-    "a:noAutofit": MSO_AUTO_SIZE.NONE,
-}
-
 
 def _wrap(words: list[str], font: ImageFont.FreeTypeFont, width: float | None) -> list[float]:
-    """Widths of the lines ``words`` wrap into (greedy, as PowerPoint); one line when width is None."""
+    """Widths of the lines ``words`` wrap into (greedy, as PowerPoint); one line when width is None.
+    A word wider than a line is broken between characters, as LibreOffice does."""
     if not words:
         return [0.0]
     if width is None:
@@ -203,17 +232,61 @@ def _wrap(words: list[str], font: ImageFont.FreeTypeFont, width: float | None) -
             current = word
         else:
             current = trial
+        while len(current) > 1 and font.getlength(current) > width:
+            low, high = 1, len(current) - 1  # the longest head that fits, at least one character
+            while low < high:
+                middle = (low + high + 1) // 2
+                low, high = (middle, high) if font.getlength(current[:middle]) <= width else (low, middle - 1)
+            lines.append(font.getlength(current[:low]))
+            current = current[low:]
     lines.append(font.getlength(current))
     return lines
+
+
+_AUTOFIT = {
+    "a:spAutoFit": MSO_AUTO_SIZE.SHAPE_TO_FIT_TEXT,
+    "a:normAutofit": MSO_AUTO_SIZE.TEXT_TO_FIT_SHAPE,
+    "a:noAutofit": MSO_AUTO_SIZE.NONE,
+}
+_ALIGNS = {"l": PP_ALIGN.LEFT, "ctr": PP_ALIGN.CENTER, "r": PP_ALIGN.RIGHT}
+SHRINK_TRIES = 10  # LibreOffice's search for the scale that fits a shrink-on-overflow frame's text
+
+
+def fit_scale(height_at: Any, room: float) -> float:
+    """The scale (whole percents) LibreOffice 7.4 draws a shrink-on-overflow frame's text at
+    (``SdrTextObj::ImpAutoFitText``): from 100%, each try scales by the square root of the room over
+    the text's height at the current scale, keeping the largest scale that fit, until a scale
+    repeats or ten tries are made. ``height_at(scale)`` is the text's height at a scale."""
+    current, best, seen = 100, 0, []
+    for _ in range(SHRINK_TRIES):
+        height = height_at(current / 100)
+        factor = math.sqrt(room / height) if height > 0 and room > 0 else 1.0
+        if factor >= 1.0:
+            best = max(best, current)
+        if current in seen:
+            break
+        seen.append(current)
+        if factor < 1.0 or current != 100:
+            current = min(100, int(current * factor))
+    return max(best or current, 1) / 100
 
 
 def layout_text_frame(
     shape: Any, box: list[float], scale: float, palette: dict[str, str], *, default_color: str
 ) -> dict[str, Any]:
-    """Lay out ``shape``'s text inside ``box`` (slide pixels); return its box, colour and font."""
+    """Lay out ``shape``'s text inside ``box`` (slide pixels); return its box, colour and font.
+
+    Each paragraph takes its size, alignment, left margin and space before from itself, else down the
+    placeholder chain (a title's centring and a bullet's indent are the master's); the space before
+    counts between paragraphs, not above the first. Anchor and wrap are inherited too. How the text
+    fits is read from the shape's own frame only, as LibreOffice, which draws the picture, ignores a
+    fit its layout or master sets: a frame that shrinks its text is laid out at the scale
+    :func:`fit_scale` finds (font, spacing and indents alike); one that grows its shape grows it
+    downwards and, when it does not wrap, makes it as wide as its longest line about its centre.
+    Bullets are not measured: the box starts where the paragraph's text does. Returns the text's box,
+    the frame as drawn and whether the frame or its chain asks for shrink-on-overflow (``shrinks``).
+    """
     frame = shape.text_frame
-    # Body properties the shape does not set come from its placeholder chain (a title's centring, a
-    # body's shrink-on-overflow are the master's).
     bodies = [b for b in (t.find(qn("a:bodyPr")) for t in _chain(shape)) if b is not None] or [
         frame._txBody.bodyPr
     ]
@@ -231,42 +304,83 @@ def layout_text_frame(
         )
     ]
     inner_w = max(1.0, box[2] - box[0] - margins[0] - margins[2])
+    inner_h = box[3] - box[1] - margins[1] - margins[3]
     wrap = inherited("wrap") != "none" if frame.word_wrap is None else frame.word_wrap
-    widths_by_align: list[tuple[float, Any]] = []
-    height = 0.0
-    largest = (0.0, False, default_color)
+    paragraphs = []
     for paragraph in frame.paragraphs:
         runs = list(paragraph.runs) or [None]
-        first = runs[0]
-        font = first.font if first is not None else paragraph.font
+        font = runs[0].font if runs[0] is not None else paragraph.font
         size = font.size or paragraph.font.size
-        pt = size / EMU_PER_PT if size else inherited_font_pt(shape, paragraph.level)
-        px = pt * EMU_PER_PT * scale
-        bold = bool(font.bold or paragraph.font.bold)
-        face = font_for(font.name or paragraph.font.name, px, bold, bool(font.italic))
-        color = (
-            resolve_color(font.color, palette)
-            or resolve_color(paragraph.font.color, palette)
-            or default_color
+        own = paragraph._p.pPr
+        margin = own.get("marL") if own is not None else None
+        if margin is None:
+            margin = _inherited(shape, paragraph.level, _level_attr("marL"))
+        paragraphs.append(
+            {
+                "text": paragraph.text,
+                "pt": size / EMU_PER_PT if size else inherited_font_pt(shape, paragraph.level),
+                "bold": bool(font.bold or paragraph.font.bold),
+                "italic": bool(font.italic),
+                "name": font.name or paragraph.font.name,
+                "color": resolve_color(font.color, palette)
+                or resolve_color(paragraph.font.color, palette)
+                or default_color,
+                "spacing": paragraph.line_spacing,
+                "align": paragraph.alignment
+                or _ALIGNS.get(_inherited(shape, paragraph.level, _level_attr("algn")) or ""),
+                "indent": int(margin) * scale if margin and margin.lstrip("-").isdigit() else 0.0,
+                "before": _space_before(own) or _inherited(shape, paragraph.level, _level_space_before),
+            }
         )
-        if px > largest[0]:
-            largest = (px, bold, color)
-        spacing = paragraph.line_spacing
-        line_height = px * (spacing * LINE_HEIGHT if isinstance(spacing, float) else LINE_HEIGHT)
-        if spacing is not None and not isinstance(spacing, float):
-            line_height = spacing * scale  # an exact Length
-        for segment in paragraph.text.split("\v") or [""]:
-            for width in _wrap(segment.split(), face, inner_w if wrap else None):
-                widths_by_align.append((width, paragraph.alignment))
-                height += line_height
-    text_w = max((w for w, _ in widths_by_align), default=0.0)
-    aligns = {a for _, a in widths_by_align} - {None}
-    x0 = box[0] + margins[0]
-    if aligns == {PP_ALIGN.CENTER}:
-        x0 += (inner_w - text_w) / 2
-    elif aligns == {PP_ALIGN.RIGHT}:
-        x0 += inner_w - text_w
-    inner_h = box[3] - box[1] - margins[1] - margins[3]
+
+    def lay(shrink: float) -> tuple[list[tuple[float, Any, float]], float]:
+        """The lines (width, alignment, indent) and the height of the text at ``shrink`` times its size."""
+        lines, height = [], 0.0
+        for number, spec in enumerate(paragraphs):
+            px = spec["pt"] * EMU_PER_PT * scale * shrink
+            if number and spec["before"]:
+                unit, value = spec["before"]
+                height += value * (EMU_PER_PT * scale * shrink if unit == "pt" else px)
+            # a fractional size, as LibreOffice draws it (in quarter pixels, for the cache)
+            face = font_for(spec["name"], round(px * 4) / 4, spec["bold"], spec["italic"])
+            spacing = spec["spacing"]
+            line_height = px * (spacing * LINE_HEIGHT if isinstance(spacing, float) else LINE_HEIGHT)
+            if spacing is not None and not isinstance(spacing, float):
+                line_height = spacing * scale * shrink  # an exact Length
+            indent = spec["indent"] * shrink
+            room = max(1.0, inner_w - indent)
+            for segment in spec["text"].split("\v") or [""]:
+                for width in _wrap(segment.split(), face, room if wrap else None):
+                    lines.append((width, spec["align"], indent))
+                    height += line_height
+        return lines, height
+
+    auto_size = frame.auto_size
+    # What the chain asks for: a placeholder whose master says shrink-on-overflow is drawn at full size
+    # past its frame, which the checks judge by what that text runs into, not by the frame.
+    asks = auto_size or next(
+        (fit for body in bodies for tag, fit in _AUTOFIT.items() if body.find(qn(tag)) is not None), None
+    )
+    shrink = 1.0
+    if auto_size == MSO_AUTO_SIZE.TEXT_TO_FIT_SHAPE:
+        shrink = fit_scale(lambda at: lay(at)[1], inner_h)
+    lines, height = lay(shrink)
+    left = box[0] + margins[0]
+    frame_box = list(box)
+    if auto_size == MSO_AUTO_SIZE.SHAPE_TO_FIT_TEXT and not wrap:
+        inner_w = max((width + indent for width, _, indent in lines), default=0.0)
+        left = (box[0] + margins[0] + box[2] - margins[2] - inner_w) / 2
+        frame_box[0], frame_box[2] = left - margins[0], left + inner_w + margins[2]
+    spans = []
+    for width, align, indent in lines:
+        x = left + indent
+        if align == PP_ALIGN.CENTER:
+            x += (inner_w - indent - width) / 2
+        elif align == PP_ALIGN.RIGHT:
+            x += inner_w - indent - width
+        if width > 0:
+            spans.append((x, x + width))
+    x0, x1 = (min(a for a, _ in spans), max(b for _, b in spans)) if spans else (left, left)
     anchor = frame.vertical_anchor or {
         "ctr": MSO_VERTICAL_ANCHOR.MIDDLE,
         "b": MSO_VERTICAL_ANCHOR.BOTTOM,
@@ -276,19 +390,15 @@ def layout_text_frame(
         y0 += (inner_h - height) / 2
     elif anchor == MSO_VERTICAL_ANCHOR.BOTTOM:
         y0 += inner_h - height
-    auto_size = frame.auto_size
-    if auto_size is None:  # the first of the chain's bodies that says how its text fits
-        auto_size = next(
-            (fit for body in bodies for tag, fit in _AUTOFIT.items() if body.find(qn(tag)) is not None), None
-        )
     if auto_size == MSO_AUTO_SIZE.SHAPE_TO_FIT_TEXT and height > inner_h:
         y0 = box[1] + margins[1]  # the shape grows downwards to hold its text
+        frame_box[3] = y0 + height + margins[3]
+    largest = max(paragraphs, key=lambda spec: spec["pt"], default=None)
     return {
-        "bbox": [x0, y0, x0 + text_w, y0 + height],
-        "color": largest[2],
-        "font_px": largest[0],
-        "bold": largest[1],
-        "grows_shape": auto_size == MSO_AUTO_SIZE.SHAPE_TO_FIT_TEXT,
-        "shrinks": auto_size == MSO_AUTO_SIZE.TEXT_TO_FIT_SHAPE,
-        "margin_bottom": margins[3],
+        "bbox": [x0, y0, x1, y0 + height],
+        "frame": frame_box,
+        "color": largest["color"] if largest else default_color,
+        "font_px": largest["pt"] * EMU_PER_PT * scale * shrink if largest else 0.0,
+        "bold": largest["bold"] if largest else False,
+        "shrinks": asks == MSO_AUTO_SIZE.TEXT_TO_FIT_SHAPE,
     }
