@@ -358,9 +358,9 @@ def layout_text_frame(
     auto_size = frame.auto_size
     # What the chain asks for: a placeholder whose master says shrink-on-overflow is drawn at full size
     # past its frame, which the checks judge by what that text runs into, not by the frame.
-    asks = auto_size or next(
+    asks = next(
         (fit for body in bodies for tag, fit in _AUTOFIT.items() if body.find(qn(tag)) is not None), None
-    )
+    )  # the shape's own body comes first in the chain
     shrink = 1.0
     if auto_size == MSO_AUTO_SIZE.TEXT_TO_FIT_SHAPE:
         shrink = fit_scale(lambda at: lay(at)[1], inner_h)
