@@ -115,9 +115,8 @@ def case_program(kind: str, rng: random.Random) -> str:
     return HEAD + "\n".join(lines) + '\ndeck.save("deck.pptx")\n'
 
 
-def ink_box(image: bytes) -> tuple[int, int, int, int] | None:
+def ink_box(grey: Image.Image) -> tuple[int, int, int, int] | None:
     """The bounding box of the pixels darker than mid-grey."""
-    grey = Image.open(io.BytesIO(image)).convert("L")
     return ImageOps.invert(grey).point(lambda value: 255 if value > 127 else 0).getbbox()
 
 
@@ -126,10 +125,11 @@ def measure(kind: str, program: str) -> dict:
     if not result.ok:
         return {"kind": kind, "error": result.error, "program": program}
     texts = [element for element in result.elements if element.role == "text"]
-    ink = ink_box(result.image)
+    grey = Image.open(io.BytesIO(result.image)).convert("L")
+    ink = ink_box(grey)
     if len(texts) != 1 or ink is None:
         return {"kind": kind, "error": f"{len(texts)} text elements, ink {ink}", "program": program}
-    slide = (WIDTH, Image.open(io.BytesIO(result.image)).height)  # one slide: the whole picture
+    slide = grey.size  # one slide: the whole picture
     box = texts[0].bbox
     inside = {
         "left": box[0] >= 0,

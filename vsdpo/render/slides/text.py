@@ -128,12 +128,16 @@ _TITLE_TYPES = frozenset({"TITLE", "CENTER_TITLE", "VERTICAL_TITLE"})
 _BODY_TYPES = frozenset({"BODY", "OBJECT", "SUBTITLE", "VERTICAL_BODY", "VERTICAL_OBJECT", "TABLE", "CHART"})
 
 
+def _level_props(styles: Any, level: int) -> Any:
+    """Level ``level``'s paragraph properties (``a:lvlNpPr``) in a list or text style, or None."""
+    return styles.find(qn(f"a:lvl{level + 1}pPr")) if styles is not None else None
+
+
 def _level_pt(styles: Any, level: int) -> float | None:
     """The ``sz`` of level ``level``'s default run properties in a list or text style, in points."""
-    if styles is None:
-        return None
-    found = styles.find(f"{qn(f'a:lvl{level + 1}pPr')}/{qn('a:defRPr')}")
-    size = found.get("sz") if found is not None else None
+    props = _level_props(styles, level)
+    run = props.find(qn("a:defRPr")) if props is not None else None
+    size = run.get("sz") if run is not None else None
     return int(size) / 100 if size and size.isdigit() else None
 
 
@@ -141,8 +145,8 @@ def _level_attr(name: str) -> Any:
     """A reader of attribute ``name`` of level ``level``'s paragraph properties in a list or text style."""
 
     def read(styles: Any, level: int) -> str | None:
-        found = styles.find(qn(f"a:lvl{level + 1}pPr")) if styles is not None else None
-        return found.get(name) if found is not None else None
+        props = _level_props(styles, level)
+        return props.get(name) if props is not None else None
 
     return read
 
@@ -154,14 +158,15 @@ def _space_before(properties: Any) -> tuple[str, float] | None:
     if found is None:
         return None
     points, percent = found.find(qn("a:spcPts")), found.find(qn("a:spcPct"))
-    value = (points if points is not None else percent).get("val") if len(found) else None
+    chosen = points if points is not None else percent
+    value = chosen.get("val") if chosen is not None else None
     if value is None or not value.lstrip("-").isdigit():
         return None
     return ("pt", int(value) / 100) if points is not None else ("pct", int(value) / 100_000)
 
 
 def _level_space_before(styles: Any, level: int) -> tuple[str, float] | None:
-    return _space_before(styles.find(qn(f"a:lvl{level + 1}pPr")) if styles is not None else None)
+    return _space_before(_level_props(styles, level))
 
 
 def _chain(shape: Any) -> list[Any]:
@@ -181,17 +186,14 @@ def _chain(shape: Any) -> list[Any]:
     return bodies
 
 
-def _inherited(shape: Any, level: int, read: Any) -> Any:
-    """What ``read(styles, level)`` finds first in the list styles down a placeholder's chain (the
-    slide's shape, the layout's placeholder, the master's), then in the master's title, body or other
-    text style for its type; None for a shape that is no placeholder, or where nothing sets it."""
+def _text_styles(shape: Any, chain: list[Any]) -> list[Any]:
+    """The styles a placeholder's text inherits from, nearest first: the list styles down its
+    ``chain`` (the slide's shape, the layout's placeholder, the master's), then the master's title,
+    body or other text style for its type; none for a shape that is no placeholder."""
+    if not getattr(shape, "is_placeholder", False):
+        return []
+    styles = [body.find(qn("a:lstStyle")) for body in chain]
     try:
-        if not getattr(shape, "is_placeholder", False):
-            return None
-        for body in _chain(shape):
-            found = read(body.find(qn("a:lstStyle")), level)
-            if found is not None:
-                return found
         kind = getattr(shape.placeholder_format.type, "name", "")
         style = (
             "p:titleStyle"
@@ -201,17 +203,25 @@ def _inherited(shape: Any, level: int, read: Any) -> Any:
             else "p:otherStyle"
         )
         master = shape.part.slide.slide_layout.slide_master
-        styles = master._element.find(qn("p:txStyles"))
-        return read(styles.find(qn(style)) if styles is not None else None, level)
-    except Exception:  # noqa: BLE001 - a chain python-pptx cannot walk sets nothing
-        return None
+        found = master._element.find(qn("p:txStyles"))
+        styles.append(found.find(qn(style)) if found is not None else None)
+    except Exception:  # noqa: BLE001 - a master python-pptx cannot reach adds nothing
+        pass
+    return styles
 
 
-def inherited_font_pt(shape: Any, level: int = 0) -> float:
+def _inherited(styles: list[Any], level: int, read: Any) -> Any:
+    """What ``read(style, level)`` finds first in ``styles`` (see :func:`_text_styles`), or None."""
+    return next((found for style in styles if (found := read(style, level)) is not None), None)
+
+
+def inherited_font_pt(shape: Any, level: int = 0, styles: list[Any] | None = None) -> float:
     """The size in points of text at paragraph ``level`` that sets none itself: for a placeholder, the
     list styles down its chain, then the master's title or body style; for any other shape, the deck's
-    default."""
-    return _inherited(shape, level, _level_pt) or DEFAULT_FONT_PT
+    default. ``styles``: the shape's :func:`_text_styles`, where the caller has them."""
+    if styles is None:
+        styles = _text_styles(shape, _chain(shape))
+    return _inherited(styles, level, _level_pt) or DEFAULT_FONT_PT
 
 
 # ---------------------------------------------------------------------------------------------- layout
@@ -287,9 +297,9 @@ def layout_text_frame(
     the frame as drawn and whether the frame or its chain asks for shrink-on-overflow (``shrinks``).
     """
     frame = shape.text_frame
-    bodies = [b for b in (t.find(qn("a:bodyPr")) for t in _chain(shape)) if b is not None] or [
-        frame._txBody.bodyPr
-    ]
+    chain = _chain(shape)
+    styles = _text_styles(shape, chain)
+    bodies = [b for b in (t.find(qn("a:bodyPr")) for t in chain) if b is not None] or [frame._txBody.bodyPr]
 
     def inherited(name: str) -> str | None:
         return next((b.get(name) for b in bodies if b.get(name) is not None), None)
@@ -314,11 +324,11 @@ def layout_text_frame(
         own = paragraph._p.pPr
         margin = own.get("marL") if own is not None else None
         if margin is None:
-            margin = _inherited(shape, paragraph.level, _level_attr("marL"))
+            margin = _inherited(styles, paragraph.level, _level_attr("marL"))
         paragraphs.append(
             {
                 "text": paragraph.text,
-                "pt": size / EMU_PER_PT if size else inherited_font_pt(shape, paragraph.level),
+                "pt": size / EMU_PER_PT if size else inherited_font_pt(shape, paragraph.level, styles),
                 "bold": bool(font.bold or paragraph.font.bold),
                 "italic": bool(font.italic),
                 "name": font.name or paragraph.font.name,
@@ -327,9 +337,9 @@ def layout_text_frame(
                 or default_color,
                 "spacing": paragraph.line_spacing,
                 "align": paragraph.alignment
-                or _ALIGNS.get(_inherited(shape, paragraph.level, _level_attr("algn")) or ""),
+                or _ALIGNS.get(_inherited(styles, paragraph.level, _level_attr("algn")) or ""),
                 "indent": int(margin) * scale if margin and margin.lstrip("-").isdigit() else 0.0,
-                "before": _space_before(own) or _inherited(shape, paragraph.level, _level_space_before),
+                "before": _space_before(own) or _inherited(styles, paragraph.level, _level_space_before),
             }
         )
 
