@@ -5,9 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
-# Debian packages the renderers need: Chromium (web), LibreOffice Impress + poppler (slides), fonts,
-# and libseccomp (the sandbox's syscall filter, through the pyseccomp binding).
-APT_PACKAGES := chromium libreoffice-impress poppler-utils fonts-dejavu-core libseccomp2
+# Debian packages the renderers need: Chromium (web), LibreOffice Impress + its Python bridge (UNO, for
+# the persistent deck converter) + poppler (slides), fonts, and libseccomp (the sandbox's syscall
+# filter, through the pyseccomp binding).
+APT_PACKAGES := chromium libreoffice-impress python3-uno poppler-utils fonts-dejavu-core libseccomp2
 STAMP := $(VENV)/.installed
 # The CPU set-up installs exact, hashed versions from requirements/cpu.txt (resolved by uv from the
 # pyproject's ranges; `make lock` refreshes it). uv itself comes pinned and hashed from requirements/uv.txt.
@@ -64,6 +65,7 @@ system:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v soffice >/dev/null 2>&1 || missing="$$missing libreoffice-impress"; \
+	[ -f /usr/lib/python3/dist-packages/uno.py ] || missing="$$missing python3-uno"; \
 	command -v pdftoppm >/dev/null 2>&1 || missing="$$missing poppler-utils"; \
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
 	/sbin/ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || missing="$$missing libseccomp2"; \

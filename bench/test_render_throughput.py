@@ -23,6 +23,7 @@ round, their rewards must be equal, and the render and reward times are kept apa
 from __future__ import annotations
 
 import importlib.util
+import io
 import os
 import re
 import statistics
@@ -329,3 +330,73 @@ def test_other_kinds_warm(kind, code, module, tmp_path, bench_record):
         fields["times_s"]["cold_subprocess"] = cold_s
         fields["ratio_vs_cold"] = cold_s / warm_s
     bench_record("render_throughput", kind=kind, rounds=3, **fields)
+
+
+DECKS = int(os.environ.get("VSDPO_BENCH_DECKS", "12"))
+
+
+@pytest.mark.parametrize("mix", ["decks_py", "one_slide"])
+def test_decks_per_second_two_workers_persistent_converter_vs_one_per_deck(mix, bench_record, monkeypatch):
+    """Slide decks rendered end to end (the program in a sandbox job, the checks, the drawing) by two
+    render threads over a pool of two sandbox workers, the trainer's shape on two cores: the deck
+    drawn by a LibreOffice started in a sandbox job per deck (today's path, VSDPO_SLIDE_CONVERTER=job)
+    against the persistent converters (one per thread). Two mixes: ``bench/decks.py``'s programs
+    (titles, bullets, columns, tables, cards; 3 to 6 slides each), and the one-slide deck of
+    ``test_other_kinds_warm`` as many times. The paths alternate in each round, and every picture must
+    be the same on both."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    from decks import deck_programs
+    from PIL import Image
+
+    from vsdpo.render.sandbox import pool as sandbox_pool
+    from vsdpo.render.slides import converter
+
+    programs = deck_programs(DECKS, seed=0) if mix == "decks_py" else [SLIDES] * DECKS
+    two = SandboxPool(workers=2)
+    monkeypatch.setattr(sandbox_pool, "_default_pool", two)
+    seconds: dict[str, list[float]] = {"one_libreoffice_per_deck": [], "persistent_converter": []}
+    modes = {"one_libreoffice_per_deck": "job", "persistent_converter": "persistent"}
+    pictures: dict[str, list[bytes | None]] = {}
+    try:
+        with ThreadPoolExecutor(max_workers=2) as threads:
+            for chosen in modes.values():  # start the workers and the converters
+                monkeypatch.setenv(converter.MODE_ENV, chosen)
+                list(threads.map(lambda code: render(code, "slides", timeout_s=120), programs[:2]))
+            for _ in range(ROUNDS):
+                for label, chosen in modes.items():
+                    monkeypatch.setenv(converter.MODE_ENV, chosen)
+                    started = time.perf_counter()
+                    results = list(threads.map(lambda code: render(code, "slides", timeout_s=120), programs))
+                    seconds[label].append(time.perf_counter() - started)
+                    assert all(result.ok for result in results), [r.error for r in results if not r.ok]
+                    pictures[label] = [result.image for result in results]
+    finally:
+        two.shutdown()
+        converter.close_all()
+    for kept, alone in zip(
+        pictures["persistent_converter"], pictures["one_libreoffice_per_deck"], strict=True
+    ):
+        assert kept is not None and alone is not None
+        np.testing.assert_array_equal(
+            np.asarray(Image.open(io.BytesIO(kept))), np.asarray(Image.open(io.BytesIO(alone)))
+        )
+    medians = {label: statistics.median(times) for label, times in seconds.items()}
+    per_s = {label: len(programs) / took for label, took in medians.items()}
+    ratio = per_s["persistent_converter"] / per_s["one_libreoffice_per_deck"]
+    bench_record(
+        "deck_throughput_two_workers",
+        kind="slides",
+        mix=mix,
+        rounds=ROUNDS,
+        decks=len(programs),
+        workers=2,
+        times_s={label: took / len(programs) for label, took in medians.items()},
+        decks_per_s=per_s,
+        ratio_persistent_vs_per_deck=ratio,
+    )
+    print(
+        f"\ndecks ({mix}), 2 workers: one LibreOffice per deck {per_s['one_libreoffice_per_deck']:.2f}/s, "
+        f"persistent converters {per_s['persistent_converter']:.2f}/s, ratio {ratio:.2f}x"
+    )

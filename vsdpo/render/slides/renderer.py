@@ -3,8 +3,9 @@
 The program runs in a sandboxed child (vsdpo.render.slides.child), which hands back the deck it built
 as .pptx bytes and the elements of its slides from the object model: shape boxes, text laid out with
 real font metrics, colours, and the user lines that made or styled each shape. Outside the child, the
-deck is drawn, in a sandbox job of its own (vsdpo.render.slides.picture); slides are stacked top to
-bottom in the image, and every slide is its own canvas for the checks.
+deck is drawn under the sandbox's layers, by a LibreOffice kept running between decks
+(vsdpo.render.slides.picture, vsdpo.render.slides.converter); slides are stacked top to bottom in the
+image, and every slide is its own canvas for the checks.
 
 ``timeout_s`` bounds the whole render, the drawing included: the drawing job gets what the program
 and the checks left of it (the time each sandbox job ran, not the time spent waiting for a free
