@@ -190,3 +190,32 @@ def _parent(pid: int) -> int | None:
             return int(next(line for line in status if line.startswith("PPid:")).split()[1])
     except (OSError, StopIteration, ValueError):
         return None
+
+
+def test_a_pool_grows_to_the_workers_asked_and_never_shrinks(sandbox_root):
+    with SandboxPool(workers=1, root=str(sandbox_root)) as grown:
+        assert grown._idle.qsize() == 1
+        grown.grow_to(3)
+        assert grown.size == 3 and grown._idle.qsize() == 3  # three slots: three jobs at once
+        grown.grow_to(2)
+        assert grown.size == 3 and grown._idle.qsize() == 3
+        results = grown.map(
+            "vsdpo.render.sandbox.child:exec_program", [{"code": f"result = {n}"} for n in range(3)]
+        )
+        assert [r.value for r in results] == [0, 1, 2]
+    with pytest.raises(ValueError, match="workers: expected >= 1, got 0"):
+        SandboxPool(workers=1).grow_to(0)
+
+
+def test_a_render_pool_gives_each_of_its_threads_a_sandbox_worker(monkeypatch):
+    from vsdpo.feedback.rendering import RenderPool
+    from vsdpo.render.sandbox import pool as sandbox_pool
+
+    fresh = SandboxPool(workers=1)
+    monkeypatch.setattr(sandbox_pool, "_default_pool", fresh)
+    renderers = RenderPool(3, 10.0)
+    try:
+        assert sandbox_pool.default_pool() is fresh and fresh.size == 3
+    finally:
+        renderers.shutdown()
+        fresh.shutdown()

@@ -16,12 +16,14 @@ from typing import Any
 
 import vsdpo.render
 from vsdpo.render import RenderResult
+from vsdpo.render.sandbox import pool as sandbox_pool
 
 log = logging.getLogger(__name__)
 
 
 class RenderPool:
-    """``workers`` threads that render programs in the sandbox, each within ``timeout_s``. With
+    """``workers`` threads that render programs in the sandbox, each within ``timeout_s``, over at least
+    as many sandbox workers (the default pool grows to ``workers``). With
     ``record_chartmimic`` (the trainers' setting where the reward compares charts with a reference),
     a chart's render also records its ChartMimic trace (``RenderResult.record``), so that its reward
     does not run the program a second time (vsdpo.metrics.chartmimic.score)."""
@@ -32,6 +34,8 @@ class RenderPool:
         if not timeout_s > 0:
             raise ValueError(f"RenderPool.timeout_s: expected > 0, got {timeout_s!r}")
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vsdpo-render")
+        # As many sandbox workers as threads: with fewer, the threads' jobs wait for each other.
+        sandbox_pool.default_pool().grow_to(workers)
         self.timeout_s = timeout_s
         self.record_chartmimic = record_chartmimic
 

@@ -254,6 +254,19 @@ class SandboxPool:
                 self._started = True
         return self
 
+    def grow_to(self, workers: int) -> SandboxPool:
+        """At least ``workers`` workers from now on (a pool never shrinks); the new ones start when
+        first needed."""
+        if workers < 1:
+            raise ValueError(f"workers: expected >= 1, got {workers}")
+        with self._lock:
+            if workers > self.size:
+                if self._started:
+                    for _ in range(workers - self.size):
+                        self._idle.put(None)
+                self.size = workers
+        return self
+
     def run(
         self,
         entry: str,
@@ -375,7 +388,8 @@ _default_lock = threading.Lock()
 
 
 def default_pool() -> SandboxPool:
-    """The process-wide pool (``VSDPO_SANDBOX_WORKERS`` workers, default 1), shut down at exit."""
+    """The process-wide pool (``VSDPO_SANDBOX_WORKERS`` workers, default 1, grown by a render pool to
+    its number of threads), shut down at exit."""
     global _default_pool
     with _default_lock:
         if _default_pool is None:
