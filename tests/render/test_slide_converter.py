@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,8 @@ import pytest
 from PIL import Image
 
 import vsdpo
+from tests.render.test_hostile_deck_links import _deck as linking_deck
+from tests.render.test_slides_deadline import HEAVY_DECK
 from vsdpo.render.sandbox.child import LAYERS
 from vsdpo.render.slides import converter, picture
 
@@ -26,8 +27,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("soffice") is None, reason="needs LibreOffice (soffice)"),
 ]
 SIZE = (960, 720)
-SLIDE_RELS = "ppt/slides/_rels/slide1.xml.rels"
-IMAGE = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/image"
 
 
 @pytest.fixture
@@ -141,7 +140,7 @@ def test_a_hostile_deck_cannot_reach_the_next_deck(fresh):
         "../deck-0/slide-1.png",
         f"file://{converter.WORKSPACE}/deck-1/deck.pdf",
     ]
-    hostile = _linking_deck(targets)
+    hostile = linking_deck([("External", target) for target in targets])
     first = _drawn(hostile, count=1)
     assert first.png is not None, first.error
     after = _drawn(victim)
@@ -151,39 +150,6 @@ def test_a_hostile_deck_cannot_reach_the_next_deck(fresh):
     alone = _drawn(victim)
     assert after.png is not None and alone.png is not None
     np.testing.assert_array_equal(_pixels(after.png), _pixels(alone.png))
-
-
-def _linking_deck(targets: list[str]) -> bytes:
-    """One slide with a blue picture per target, each picture's image a relationship to the target."""
-    from pptx import Presentation
-    from pptx.util import Inches
-
-    prs = Presentation()
-    slide = prs.slides.add_slide(prs.slide_layouts[6])
-    blue = io.BytesIO()
-    Image.new("RGB", (8, 8), "blue").save(blue, format="PNG")
-    for n in range(len(targets)):
-        slide.shapes.add_picture(
-            io.BytesIO(blue.getvalue()), Inches(0.2 + 2.4 * n), Inches(1), Inches(2), Inches(2)
-        )
-    saved = io.BytesIO()
-    prs.save(saved)
-    source = zipfile.ZipFile(io.BytesIO(saved.getvalue()))
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as deck:
-        for item in source.infolist():
-            data = source.read(item)
-            if item.filename == SLIDE_RELS:
-                added = "".join(
-                    f'<Relationship Id="rIdLink{n}" Type="{IMAGE}" Target="{target}" TargetMode="External"/>'
-                    for n, target in enumerate(targets)
-                )
-                data = data.replace(b"</Relationships>", added.encode() + b"</Relationships>")
-            elif item.filename == "ppt/slides/slide1.xml":
-                for n in range(len(targets)):
-                    data = data.replace(b'r:embed="rId2"', f'r:link="rIdLink{n}"'.encode(), 1)
-            deck.writestr(item, data)
-    return out.getvalue()
 
 
 def test_a_deck_past_its_deadline_kills_its_converter_and_the_next_deck_gets_a_fresh_one(fresh):
@@ -200,18 +166,11 @@ def test_a_deck_past_its_deadline_kills_its_converter_and_the_next_deck_gets_a_f
 
 
 def _heavy_deck() -> bytes:
-    from pptx import Presentation
-    from pptx.util import Inches
-
-    prs = Presentation()
-    for number in range(20):
-        slide = prs.slides.add_slide(prs.slide_layouts[6])
-        table = slide.shapes.add_table(30, 12, Inches(0.2), Inches(0.2), Inches(9.6), Inches(7)).table
-        for row in range(30):
-            for column in range(12):
-                table.cell(row, column).text = f"{number}.{row}.{column}"
+    """The deadline test's deck: LibreOffice lays it out for about a minute."""
+    namespace: dict = {}
+    exec(HEAVY_DECK, namespace)
     out = io.BytesIO()
-    prs.save(out)
+    namespace["prs"].save(out)
     return out.getvalue()
 
 
