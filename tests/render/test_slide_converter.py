@@ -20,6 +20,7 @@ import vsdpo
 from tests.render.test_hostile_deck_links import _deck as linking_deck
 from tests.render.test_slides_deadline import HEAVY_DECK
 from vsdpo.render.sandbox.child import LAYERS
+from vsdpo.render.sandbox.worker import JOB_UID_BASE
 from vsdpo.render.slides import converter, picture
 
 pytestmark = [
@@ -108,7 +109,7 @@ def test_the_converter_runs_with_every_layer_of_a_sandbox_job_and_sees_no_task_d
     root = _converter_root(kept.pid)
     init = (root / "proc/1/status").read_text()  # its own /proc: the namespace's first process is 1
     uid = next(line.split()[1] for line in init.splitlines() if line.startswith("Uid:"))
-    assert int(uid) == kept.uid and kept.uid >= converter.UID_BASE
+    assert int(uid) == kept.uid and kept.uid >= JOB_UID_BASE
     # The package's code is shown; the tests beside it, and anything else of the checkout, are not.
     assert (root / Path(vsdpo.__file__).relative_to("/")).exists()
     assert not (root / Path(__file__).relative_to("/")).exists()

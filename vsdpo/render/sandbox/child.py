@@ -91,7 +91,9 @@ def _unshare(flags: int) -> bool:
     return _libc.unshare(flags) == 0
 
 
-def _set_limits(limits: dict[str, Any]) -> None:
+def set_limits(limits: dict[str, Any]) -> None:
+    """This process's resource limits: ``SandboxLimits`` fields as a mapping (None: not limited)."""
+
     def cap(which: int, value: float | None) -> None:
         if value is not None:
             resource.setrlimit(which, (int(value), int(value)))
@@ -298,7 +300,7 @@ class JobSetup:
         os.environ.clear()
         os.environ.update(SAFE_ENV, HOME=workdir, TMPDIR=workdir, MPLCONFIGDIR=workdir)
         tempfile.tempdir = workdir
-        _set_limits(job["limits"])
+        set_limits(job["limits"])
         self._limit_cgroup(job["limits"])
         self._give_up_privileges(uid)
         missing = [layer for layer in LAYERS if layer not in self.layers]
@@ -346,21 +348,32 @@ class JobSetup:
             self.cgroup = None
 
     def _give_up_privileges(self, uid: int | None) -> None:
-        if uid is not None:
-            privileges.drop_to(uid)
-            self.layers.add("uid")
-        if not any(privileges.capabilities().values()):
-            self.layers.add("no_capabilities")
-        # Cleared by the change of uid, so set after it: the job dies with its parent.
-        privileges.die_with_parent(signal.SIGKILL)
-        if privileges.forbid_new_privileges():
-            self.layers.add("no_new_privs")
-        if self.syscalls is not None:
-            try:
-                self.syscalls.load()
-                self.layers.add("seccomp")
-            except OSError as error:
-                self.notes.append(f"seccomp: {error}")
+        layers, notes = give_up_privileges(uid, self.syscalls)
+        self.layers |= layers
+        self.notes += notes
+
+
+def give_up_privileges(uid: int | None, syscalls: Any) -> tuple[set[str], list[str]]:
+    """Become ``uid`` (when given) with no capability, die with the parent, no_new_privs, then load
+    ``syscalls`` (the seccomp filter, when given): the layers got, and notes on those that failed."""
+    layers: set[str] = set()
+    notes: list[str] = []
+    if uid is not None:
+        privileges.drop_to(uid)
+        layers.add("uid")
+    if not any(privileges.capabilities().values()):
+        layers.add("no_capabilities")
+    # Cleared by the change of uid, so set after it: the process dies with its parent.
+    privileges.die_with_parent(signal.SIGKILL)
+    if privileges.forbid_new_privileges():
+        layers.add("no_new_privs")
+    if syscalls is not None:
+        try:
+            syscalls.load()
+            layers.add("seccomp")
+        except OSError as error:
+            notes.append(f"seccomp: {error}")
+    return layers, notes
 
 
 def refusal(missing: list[str]) -> str:

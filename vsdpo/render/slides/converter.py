@@ -35,7 +35,6 @@ import ctypes
 import json
 import os
 import random
-import resource
 import select
 import shutil
 import signal
@@ -49,7 +48,19 @@ from pathlib import Path
 from typing import Any
 
 from vsdpo.render.sandbox import filesystem, privileges
-from vsdpo.render.sandbox.child import ALLOW_WEAK_ENV, LAYERS, refusal
+from vsdpo.render.sandbox.child import (
+    ALLOW_WEAK_ENV,
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWUTS,
+    LAYERS,
+    give_up_privileges,
+    refusal,
+    set_limits,
+)
+from vsdpo.render.sandbox.worker import JOB_UID_BASE, JOB_UID_SPAN
 
 MODE_ENV = "VSDPO_SLIDE_CONVERTER"
 MODES = ("persistent", "job")
@@ -68,8 +79,6 @@ PRIVATE_BYTES = 1 << 30
 MEMORY_BYTES = 8 << 30
 PROCESSES = 256
 FILE_BYTES = 512 << 20
-UID_BASE = 1_000_000  # the range the sandbox's jobs use, far from any real account
-UID_SPAN = 1 << 24
 WORKSPACE = "/tmp/converter"
 SOFFICE_ARGS = ("--headless", "--invisible", "--norestore", "--nologo", "--nodefault", "--nolockcheck")
 ENV_KEPT = (
@@ -85,11 +94,6 @@ ENV_KEPT = (
 )
 PYUNO_PATHS = ("/usr/lib/python3/dist-packages", "/usr/lib/libreoffice/program")
 _FRAME = struct.Struct("<II")  # header bytes, body bytes
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -124,7 +128,8 @@ class DeckConverter:
         self.decks = 0
         self.layers: list[str] = []
         self.tail: list[bytes] = []  # the last lines the converter wrote on stderr
-        self.uid = UID_BASE + random.randrange(UID_SPAN) if os.geteuid() == 0 else 0
+        # A fresh uid in the range of the sandbox's jobs, far from any real account.
+        self.uid = JOB_UID_BASE + random.randrange(JOB_UID_SPAN) if os.geteuid() == 0 else 0
 
     @property
     def alive(self) -> bool:
@@ -198,9 +203,8 @@ class DeckConverter:
             process.wait(10)
 
     def _send(self, header: dict[str, Any], body: bytes, deadline: float) -> None:
-        data = json.dumps(header).encode()
         fd = self.process.stdin.fileno()
-        view = memoryview(_FRAME.pack(len(data), len(body)) + data + body)
+        view = memoryview(_frame(header, body))
         while view:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -378,9 +382,14 @@ def converters_started() -> int:
 # --- the converter's side ----------------------------------------------------------------------------
 
 
-def _write_frame(fd: int, header: dict[str, Any], body: bytes = b"") -> None:
+def _frame(header: dict[str, Any], body: bytes) -> bytes:
+    """One message of the channel, either way: the two lengths, the JSON header, the body."""
     data = json.dumps(header).encode()
-    view = memoryview(_FRAME.pack(len(data), len(body)) + data + body)
+    return _FRAME.pack(len(data), len(body)) + data + body
+
+
+def _write_frame(fd: int, header: dict[str, Any], body: bytes = b"") -> None:
+    view = memoryview(_frame(header, body))
     while view:
         view = view[os.write(fd, view) :]
 
@@ -438,39 +447,19 @@ def _isolate(channel: tuple[int, ...]) -> tuple[set[str], list[str]]:
         layers.add("private_filesystem")
     except OSError as error:
         notes.append(f"private_filesystem: {error}")
-    for which, value in (
-        (resource.RLIMIT_CORE, 0),
-        (resource.RLIMIT_AS, MEMORY_BYTES),
-        (resource.RLIMIT_NPROC, PROCESSES),
-        (resource.RLIMIT_FSIZE, FILE_BYTES),
-    ):
-        resource.setrlimit(which, (value, value))
-    uid = int(os.environ.get("VSDPO_CONVERTER_UID") or 0)
-    if uid:
-        privileges.drop_to(uid)
-        layers.add("uid")
-    if not any(privileges.capabilities().values()):
-        layers.add("no_capabilities")
-    privileges.die_with_parent(signal.SIGKILL)  # cleared by the change of uid
-    if privileges.forbid_new_privileges():
-        layers.add("no_new_privs")
+    set_limits({"memory_bytes": MEMORY_BYTES, "processes": PROCESSES, "file_bytes": FILE_BYTES})
     syscalls = privileges.syscall_filter()
-    if syscalls is not None:
-        try:
-            syscalls.load()
-            layers.add("seccomp")
-        except OSError as error:
-            notes.append(f"seccomp: {error}")
-    else:
+    if syscalls is None:
         notes.append("seccomp: libseccomp is missing")
-    return layers, notes
+    uid = int(os.environ.get("VSDPO_CONVERTER_UID") or 0)
+    got, said = give_up_privileges(uid or None, syscalls)
+    return layers | got, notes + said
 
 
 class _Office:
     """LibreOffice headless and the UNO desktop that drives it, inside the converter."""
 
     def __init__(self, uno: Any, soffice: str):
-        self.uno = uno
         from com.sun.star.beans import PropertyValue  # noqa: PLC0415 - only importable once uno is
 
         self._property = PropertyValue
