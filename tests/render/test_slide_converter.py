@@ -3,6 +3,7 @@ started for each deck, every sandbox layer, and nothing of one deck left for the
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import random
@@ -19,6 +20,7 @@ from PIL import Image
 import vsdpo
 from tests.render.test_hostile_deck_links import _deck as linking_deck
 from tests.render.test_slides_deadline import HEAVY_DECK
+from vsdpo.render.sandbox import memory
 from vsdpo.render.sandbox.child import LAYERS
 from vsdpo.render.sandbox.worker import JOB_UID_BASE
 from vsdpo.render.slides import converter, picture
@@ -236,3 +238,61 @@ def test_a_reply_out_of_bounds_kills_the_converter(fresh):
         fake.draw(b"deck", SIZE, 1, 10)
     assert fault.value.kind == "invalid_reply"
     assert not fake.alive
+
+
+def _cgroup_folder(pid: int) -> Path:
+    place = memory.controller()
+    return Path(place.path, memory.name_of(os.getpid(), pid))
+
+
+def _limit_file(folder: Path) -> Path:
+    return folder / ("memory.limit_in_bytes" if memory.controller().version == 1 else "memory.max")
+
+
+@pytest.mark.skipif(
+    memory.controller() is None, reason="needs a memory cgroup to write (root, cgroup v1 or v2)"
+)
+def test_a_converter_is_bounded_by_a_memory_cgroup_of_its_own_and_a_deck_past_it_fails_as_memory(fresh):
+    assert _drawn(_deck(8)).png is not None
+    kept = _only_idle(fresh)
+    assert "memory_cgroup" in kept.layers, kept.layers
+    folder = _cgroup_folder(kept.pid)
+    assert int(_limit_file(folder).read_text()) == converter.CGROUP_BYTES
+    members = {int(pid) for pid in (folder / "cgroup.procs").read_text().split()}
+    commands = {Path(f"/proc/{pid}/comm").read_text().strip() for pid in members}
+    assert kept.pid in members and any(name.startswith("soffice") for name in commands), commands
+    # The bound binds: lowered to a little above what it holds now, a heavy deck passes it.
+    used = int(
+        (
+            folder / ("memory.usage_in_bytes" if memory.controller().version == 1 else "memory.current")
+        ).read_text()
+    )
+    if memory.controller().version == 1:
+        (folder / "memory.limit_in_bytes").write_text(str(used + (16 << 20)))
+        with contextlib.suppress(OSError):
+            (folder / "memory.memsw.limit_in_bytes").write_text(str(used + (16 << 20)))
+    else:
+        (folder / "memory.max").write_text(str(used + (16 << 20)))
+    heavy = _drawn(_heavy_deck(), count=1, timeout_s=120)
+    assert heavy.png is None and heavy.error_kind == "memory", (heavy.error_kind, heavy.error)
+    assert "memory" in heavy.error
+    assert fresh._converters.idle == [] and not folder.exists()  # killed, and its cgroup removed
+    assert _drawn(_deck(9)).png is not None and fresh.converters_started() == 2
+    again = _cgroup_folder(_only_idle(fresh).pid)
+    assert again.exists()
+    converter.close_all()
+    assert not again.exists()
+
+
+def test_a_converter_that_failed_to_start_is_tried_again_later(fresh, monkeypatch):
+    monkeypatch.setattr(converter, "_warned", set())
+    real_start = converter.DeckConverter.start
+    monkeypatch.setattr(converter.DeckConverter, "start", _refusing_start)
+    with pytest.warns(RuntimeWarning, match="one LibreOffice per deck"):
+        assert _drawn(_deck(10)).png is not None
+    monkeypatch.setattr(converter.DeckConverter, "start", real_start)
+    assert _drawn(_deck(11)).png is not None
+    assert fresh.converters_started() == 0  # within RETRY_AFTER_S, the per-job path
+    monkeypatch.setattr(fresh._converters, "retry_at", time.monotonic() - 1)
+    assert _drawn(_deck(12)).png is not None
+    assert fresh.converters_started() == 1 and fresh._converters.unavailable is None

@@ -10,9 +10,11 @@ import pytest
 
 from vsdpo.render import render
 
-TIMEOUT_S = 15.0
-# 60 slides of a 30 x 12 table: python-pptx builds it in a few seconds, LibreOffice lays it out for
-# about a minute on a quiet two-core machine.
+# The program takes about 12 s on a quiet two-core machine, and up to twice that under load: the
+# timeout leaves it room, so that what runs out is the drawing.
+TIMEOUT_S = 25.0
+# 60 slides of a 30 x 12 table: python-pptx builds it in about 12 s, LibreOffice lays it out for about
+# a minute on a quiet two-core machine.
 HEAVY_DECK = """
 from pptx import Presentation
 from pptx.util import Inches

@@ -193,6 +193,18 @@ def remove(worker_pid: int, holder_pid: int) -> bool:
     return True
 
 
+def out_of_memory_kills(worker_pid: int, holder_pid: int) -> int:
+    """How many processes of a cgroup the kernel killed for passing its bound; 0 where it is gone."""
+    place = controller()
+    if place is None:
+        return 0
+    cgroup = JobCgroup(place, name_of(worker_pid, holder_pid))
+    try:
+        return cgroup.out_of_memory_kills()
+    finally:
+        cgroup.close()
+
+
 def sweep_dead_workers() -> None:
     """Remove the jobs' cgroups of workers that are gone (killed with their caller, say)."""
     place = controller()

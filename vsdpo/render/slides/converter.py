@@ -7,7 +7,11 @@ tenth of that. So decks are drawn by converters that stay up between decks:
   before it starts LibreOffice: the first process of new PID, mount, network, IPC and UTS namespaces,
   with the allow-listed, read-only root of the sandbox's jobs and a private tmpfs
   (vsdpo.render.sandbox.filesystem), then a fresh unprivileged uid with no capability, no_new_privs,
-  the jobs' seccomp filter and resource limits (vsdpo.render.sandbox.privileges). It then starts
+  the jobs' seccomp filter and resource limits (vsdpo.render.sandbox.privileges). Where the host has
+  a memory cgroup to write (vsdpo.render.sandbox.memory), the converter first moves into one of its
+  own, bounding everything its processes hold together (LibreOffice's included, and the pages of its
+  tmpfs) as a per-deck job is bounded; a LibreOffice killed for passing it fails its deck with error
+  kind ``memory``, and the next deck gets a fresh converter. It then starts
   LibreOffice headless, talks to it over UNO (``python3-uno``) through a pipe inside its namespace,
   and serves one deck at a time on its stdin and stdout;
 - each deck gets a folder of its own, made for it and deleted, with whatever LibreOffice or poppler
@@ -23,7 +27,8 @@ tenth of that. So decks are drawn by converters that stay up between decks:
 
 Where the converter cannot run (no ``python3-uno``; a sandbox layer missing and
 VSDPO_SANDBOX_ALLOW_WEAK unset; LibreOffice not starting), a warning says why once and decks are
-drawn as before, one sandbox job per deck with LibreOffice started in it. ``VSDPO_SLIDE_CONVERTER=job``
+drawn as before, one sandbox job per deck with LibreOffice started in it; a converter is tried again
+``RETRY_AFTER_S`` later, so that one start that failed under load does not slow the rest of a run. ``VSDPO_SLIDE_CONVERTER=job``
 asks for that path; ``persistent`` (the default) for this one.
 """
 
@@ -47,7 +52,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from vsdpo.render.sandbox import filesystem, privileges
+from vsdpo.render.sandbox import filesystem, memory, privileges
 from vsdpo.render.sandbox.child import (
     ALLOW_WEAK_ENV,
     CLONE_NEWIPC,
@@ -77,6 +82,13 @@ MAX_DECK_BYTES = 256 << 20
 PRIVATE_BYTES = 1 << 30
 # Per process of the converter, as the per-job drawing's limits (vsdpo.render.slides.picture).
 MEMORY_BYTES = 8 << 30
+# All of the converter's processes together, its tmpfs included, where a memory cgroup can be made:
+# what a per-deck sandbox job gets (its memory limit plus its private disk).
+CGROUP_BYTES = MEMORY_BYTES + PRIVATE_BYTES
+# After a converter failed to start, decks are drawn the per-job way for this long, then one is tried again.
+RETRY_AFTER_S = 60.0
+# How long a killed converter's processes may take to leave its memory cgroup before it is removed.
+REAP_WAIT_S = 2.0
 PROCESSES = 256
 FILE_BYTES = 512 << 20
 WORKSPACE = "/tmp/converter"
@@ -174,16 +186,19 @@ class DeckConverter:
         try:
             self._send(request, pptx, deadline)
             reply, png = self._receive(deadline, max_body=MAX_PNG_BYTES)
-        except ConverterFault:
+        except ConverterFault as error:
+            self._out_of_memory(error)
             self.kill()
             raise
         self.decks += 1
         if reply.get("fault"):
-            self.kill()
             said = b"".join(self.tail[-3:]).decode(errors="replace").strip()
-            raise ConverterFault(
+            error = ConverterFault(
                 f"{reply.get('error') or 'LibreOffice stopped'}{f' ({said})' if said else ''}", "fault"
             )
+            self._out_of_memory(error)
+            self.kill()
+            raise error
         if reply.get("error"):
             return {"error": str(reply["error"])[:2000]}
         return {"png": png if reply.get("png") else None}
@@ -201,6 +216,17 @@ class DeckConverter:
                 stream.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(10)
+        _remove_cgroup(process.pid)
+
+    def _out_of_memory(self, error: ConverterFault) -> None:
+        """Make a fault that the kernel caused, killing a process of the converter for passing its
+        memory cgroup's bound, a fault of kind ``memory``."""
+        process = self.process
+        if process is None or error.kind not in ("fault", "timeout"):
+            return
+        if memory.out_of_memory_kills(os.getpid(), process.pid):
+            error.kind = "memory"
+            error.args = (f"the deck ran LibreOffice out of the converter's memory cgroup: {error}",)
 
     def _send(self, header: dict[str, Any], body: bytes, deadline: float) -> None:
         fd = self.process.stdin.fileno()
@@ -286,6 +312,7 @@ class _Converters:
         self.idle: list[DeckConverter] = []
         self.slots = threading.BoundedSemaphore(MAX_CONVERTERS)
         self.unavailable: str | None = None
+        self.retry_at = 0.0  # while unavailable, when a converter is tried again
         self.started = 0
 
     def take(self) -> DeckConverter:
@@ -297,17 +324,19 @@ class _Converters:
                     if converter.alive:
                         return converter
                     converter.kill()
-                if self.unavailable:
+                if self.unavailable and time.monotonic() < self.retry_at:
                     raise ConverterUnavailable(self.unavailable)
+                _remove_cgroups_left()
             converter = DeckConverter()
             try:
                 converter.start()
             except ConverterUnavailable as error:
                 with self.lock:
-                    self.unavailable = str(error)
+                    self.unavailable, self.retry_at = str(error), time.monotonic() + RETRY_AFTER_S
                 raise
             with self.lock:
                 self.started += 1
+                self.unavailable = None
             return converter
         except BaseException:
             self.slots.release()
@@ -332,16 +361,41 @@ class _Converters:
 
 _converters = _Converters()
 _warned: set[str] = set()
+_cgroups_left: set[int] = set()  # converters whose memory cgroup outlived REAP_WAIT_S
+
+
+def _remove_cgroup(pid: int) -> None:
+    """Remove the memory cgroup of the converter ``pid`` once its processes have left it; one that
+    is still busy after REAP_WAIT_S is tried again before the next converter starts, and at exit."""
+    deadline = time.monotonic() + REAP_WAIT_S
+    while memory.exists(os.getpid(), pid) and not memory.remove(os.getpid(), pid):
+        if time.monotonic() > deadline:
+            _cgroups_left.add(pid)
+            return
+        time.sleep(0.01)
+    _cgroups_left.discard(pid)
+
+
+def _remove_cgroups_left() -> None:
+    for pid in list(_cgroups_left):
+        if memory.remove(os.getpid(), pid) or not memory.exists(os.getpid(), pid):
+            _cgroups_left.discard(pid)
 
 
 def _after_fork() -> None:
     """A forked child shares none of its parent's converters (their pipes are the parent's)."""
     global _converters
     _converters = _Converters()
+    _cgroups_left.clear()
+
+
+def _close_at_exit() -> None:
+    _converters.close()
+    _remove_cgroups_left()
 
 
 os.register_at_fork(after_in_child=_after_fork)
-atexit.register(lambda: _converters.close())
+atexit.register(_close_at_exit)
 
 
 def draw(pptx: bytes, slide_size: tuple[int, int], count: int, timeout_s: float) -> dict[str, Any] | None:
@@ -429,6 +483,16 @@ def _isolate(channel: tuple[int, ...]) -> tuple[set[str], list[str]]:
     if os.geteuid() != 0:
         notes.append("not root: no namespaces, no fresh uid")
         return layers, notes
+    try:  # while /sys is still the host's; named after the caller and this process, as a job's
+        cgroup = memory.JobCgroup.prepare(os.getppid())
+        if cgroup is not None:
+            try:
+                cgroup.enter(CGROUP_BYTES)
+                layers.add("memory_cgroup")
+            finally:
+                cgroup.close()
+    except OSError as error:
+        notes.append(f"memory_cgroup: {error}")
     flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
     if _libc.unshare(flags) != 0:
         notes.append(f"namespaces: {os.strerror(ctypes.get_errno())}")
@@ -518,6 +582,17 @@ class _Office:
                 document.close(True)
         return True
 
+    def lost(self, error: Exception) -> bool:
+        """Whether ``error`` means LibreOffice is gone: it exited, or its end of the bridge is
+        disposed (pyuno names the exception's class after its UNO type), or it no longer answers."""
+        if self.process.poll() is not None or "DisposedException" in type(error).__name__:
+            return True
+        try:
+            self.desktop.getComponents()
+        except Exception:  # noqa: BLE001 - any failure of the bridge itself
+            return True
+        return False
+
     def close_leftovers(self) -> None:
         """Close whatever document is still open (none, unless one would not close)."""
         components = self.desktop.getComponents().createEnumeration()
@@ -575,7 +650,7 @@ def serve(soffice: str | None = None) -> None:
             reply = _draw_one(office, picture, folder, pptx, header)
             png = reply.pop("png_bytes", b"")
         except Exception as error:  # noqa: BLE001
-            fault = office.process.poll() is not None or type(error).__name__ in ("DisposedException",)
+            fault = office.lost(error)
             reply, png = {"error": f"{type(error).__name__}: {error}"[:2000], "fault": fault}, b""
         finally:
             shutil.rmtree(folder, ignore_errors=True)
