@@ -104,7 +104,10 @@ class GroupBatch:
             valid=valid,
             credit=credit,
             advantages=advantages,
-            old_logprobs=behaviour if config.algorithm.old_logprobs == "behaviour" else None,
+            # Rollouts of a policy one update behind are weighed against the policy that sampled them.
+            old_logprobs=behaviour
+            if config.algorithm.old_logprobs == "behaviour" or config.rollout.max_lag
+            else None,
             **terms,
         )
 

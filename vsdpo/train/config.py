@@ -175,6 +175,12 @@ class RolloutConfig(Section):
         ge=0,
         description="groups sampled per generate call, each call's renders started while the next is sampled; 0: every group of the step in one call, rendered after it (synchronous)",
     )
+    max_lag: int = Field(
+        0,
+        ge=0,
+        le=1,
+        description="0: synchronous, each step samples from the policy it updates; 1: the next step's rollouts are sampled, rendered and scored on a thread of their own while this step updates, by a copy of the policy one update behind (the ratio's denominator is then generate's log-probs; one process only)",
+    )
 
 
 class ScoringConfig(Section):

@@ -14,7 +14,8 @@ from vsdpo.train.config import ConfigError, TrainConfig, save_config
 from vsdpo.train.data import TaskSampler, prepare_tasks
 from vsdpo.train.evaluate import Evaluator, eval_tasks
 from vsdpo.train.model import load_policy, resolve_policy
-from vsdpo.train.scoring import RenderPool, generate_and_render, score_rollouts, visual_reward
+from vsdpo.train.overlap import Producer, make_rollouts
+from vsdpo.train.scoring import RenderPool, visual_reward
 from vsdpo.train.teacher import Teacher
 from vsdpo.train.timing import StepClock
 from vsdpo.train.update import build_optimizer, policy_update
@@ -68,11 +69,17 @@ def train(config: TrainConfig) -> dict:
         )
     if config.run.cpu_threads and device.type == "cpu":
         torch.set_num_threads(config.run.cpu_threads)
+    if config.rollout.max_lag and distributed.world_size() > 1:
+        raise ConfigError(
+            f"rollout.max_lag: expected 0 under torchrun ({distributed.world_size()} processes), "
+            f"got {config.rollout.max_lag}: the behaviour copy is not sharded"
+        )
     render_pool = RenderPool(
         config.rollout.render_workers,
         config.rollout.render_timeout_s,
         record_chartmimic=visual_reward(config).compares_charts,  # one run per chart program
     )
+    producer = None
     try:
         tasks = prepare_tasks(config, render_pool)  # before the model: a bad task source fails fast
         held_out = eval_tasks(config, render_pool)
@@ -95,22 +102,32 @@ def train(config: TrainConfig) -> dict:
         if evaluator is not None and state.step == 0 and config.eval.at_start:
             logger.log_eval(evaluator.run(model, processor, step=0, teacher=teacher.model))  # the base policy
         metrics: dict = {}
+        if config.rollout.max_lag:  # the next step's rollouts made while this one updates
+            producer = Producer(model, processor, config, render_pool)
 
-        for step in range(state.step + 1, config.run.max_steps + 1):
-            clock = StepClock()
+        def next_batch():
             picked = sampler.next_batch(
                 config.rollout.prompts_per_step, distributed.rank(), distributed.world_size()
             )
-            batch = tasks.pick(picked)
-            with clock.stage("generate"):  # renders start as each generate call ends
-                rollouts, renders = generate_and_render(
-                    model, processor, batch.tasks, batch.images, config, render_pool
-                )
-            with clock.stage("render"):  # what is left of them
-                rollouts, crashed = render_pool.render_rollouts(rollouts, renders)
-            with clock.stage("score"):  # rewards and group advantages
-                rollouts, failed = score_rollouts(rollouts, config, render_pool)
-            state.render_crashes += crashed + failed
+            return tasks.pick(picked)
+
+        sampler_state = sampler.state_dict()  # the task order as of the next step to train
+        for step in range(state.step + 1, config.run.max_steps + 1):
+            clock = StepClock()
+            if producer is None:
+                made = make_rollouts(model, processor, next_batch(), config, render_pool, clock, step - 1)
+                sampler_state = sampler.state_dict()
+            else:
+                if producer.pending is None:  # the first step of this process: nothing made ahead
+                    producer.start(model, next_batch(), step)
+                with clock.stage("wait"):
+                    made = producer.take()
+                clock.background.update(made.seconds)
+                sampler_state = sampler.state_dict()  # a resume makes the next step's rollouts again
+                if step < config.run.max_steps:
+                    producer.start(model, next_batch(), step)
+            batch, rollouts = made.batch, made.rollouts
+            state.render_crashes += made.crashed
             state.check_crashes(config)
             with clock.stage("update"):
                 update = policy_update(
@@ -122,13 +139,22 @@ def train(config: TrainConfig) -> dict:
                     teacher.update(model)
             held_out_result = None
             if evaluator is not None and evaluator.due(step):
+                if producer is not None:  # the evaluation's seeded sampling must not interleave with it
+                    with clock.stage("wait"):
+                        producer.wait()
                 with clock.stage("eval"):
                     held_out_result = evaluator.run(model, processor, step, teacher=teacher.model)
             last = step == config.run.max_steps
             samples = config.logging.num_sample_renders
             if distributed.is_main() and samples and (step % config.logging.sample_every == 0 or last):
                 logs.save_samples(run_dir, step, rollouts, samples)
-            metrics = logs.step_metrics(rollouts, update, **clock.metrics(), lr=scheduler.get_last_lr()[0])
+            metrics = logs.step_metrics(
+                rollouts,
+                update,
+                **clock.metrics(),
+                lr=scheduler.get_last_lr()[0],
+                policy_lag=float(step - 1 - made.version),  # updates between sampling and this one
+            )
             if step % config.logging.logging_steps == 0 or last:
                 logger.log(step, metrics)
             if held_out_result is not None:
@@ -136,12 +162,14 @@ def train(config: TrainConfig) -> dict:
                 metrics.update({f"eval_{k}": v for k, v in held_out_result.metrics().items()})
             if step % config.checkpoint.save_steps == 0 or last:
                 state.step = step
-                save(config, run_dir, state, model, optimizer, scheduler, sampler, teacher)
+                save(config, run_dir, state, model, optimizer, scheduler, sampler_state, teacher)
             progress.update(step, metrics)
 
         progress.close()
         logger.close()
     finally:
+        if producer is not None:
+            producer.close()
         render_pool.shutdown()
     if distributed.is_main():
         logs.write_plots(run_dir)
@@ -167,11 +195,11 @@ def restore(config: TrainConfig, run_dir: Path, model, optimizer, scheduler, sam
 
 
 def save(
-    config: TrainConfig, run_dir: Path, state: LoopState, model, optimizer, scheduler, sampler, teacher
+    config: TrainConfig, run_dir: Path, state: LoopState, model, optimizer, scheduler, sampler_state, teacher
 ) -> None:
     trainer_state = {
         **dataclasses.asdict(state),
-        "sampler": sampler.state_dict(),
+        "sampler": dict(sampler_state),
         "teacher": teacher.state_dict(),
     }
     checkpoint.save_checkpoint(
