@@ -28,8 +28,8 @@ tenth of that. So decks are drawn by converters that stay up between decks:
 Where the converter cannot run (no ``python3-uno``; a sandbox layer missing and
 VSDPO_SANDBOX_ALLOW_WEAK unset; LibreOffice not starting), a warning says why once and decks are
 drawn as before, one sandbox job per deck with LibreOffice started in it; a converter is tried again
-``RETRY_AFTER_S`` later, so that one start that failed under load does not slow the rest of a run. ``VSDPO_SLIDE_CONVERTER=job``
-asks for that path; ``persistent`` (the default) for this one.
+``RETRY_AFTER_S`` later, so that one start that failed under load does not slow the rest of a run.
+``VSDPO_SLIDE_CONVERTER=job`` asks for that path; ``persistent`` (the default) for this one.
 """
 
 from __future__ import annotations
