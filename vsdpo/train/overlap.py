@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from vsdpo.train.data import TaskSet
 from vsdpo.train.scoring import generate_and_render, score_rollouts
-from vsdpo.train.timing import StepClock
+from vsdpo.train.timing import BACKGROUND, StepClock
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Made:
     rollouts: list
     crashed: int  # renders and rewards that failed by a fault of the system
     version: int  # the step whose update the behaviour weights had seen last
-    seconds: dict[str, float] = field(default_factory=dict)  # generate, render, score
+    seconds: dict[str, float] = field(default_factory=dict)  # of each BACKGROUND stage, when made there
 
 
 def make_rollouts(
@@ -80,7 +80,7 @@ class Producer:
         made = make_rollouts(
             self.behaviour, self.processor, batch, self.config, self.render_pool, clock, version
         )
-        made.seconds = {stage: clock.seconds[stage] for stage in ("generate", "render", "score")}
+        made.seconds = {stage: clock.seconds[stage] for stage in BACKGROUND}
         return made
 
     def take(self) -> Made:
