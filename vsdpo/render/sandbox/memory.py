@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import time
 from dataclasses import dataclass
 
 PREFIX = "vsdpo-"
@@ -190,6 +191,17 @@ def remove(worker_pid: int, holder_pid: int) -> bool:
         os.rmdir(os.path.join(place.path, name_of(worker_pid, holder_pid)))
     except OSError:
         return False
+    return True
+
+
+def remove_when_empty(worker_pid: int, holder_pid: int, wait_s: float) -> bool:
+    """Remove a job's cgroup once its processes have left it (a killed job's may take a moment),
+    waiting up to ``wait_s``; False where it is still busy then (the caller tries again later)."""
+    deadline = time.monotonic() + wait_s
+    while exists(worker_pid, holder_pid) and not remove(worker_pid, holder_pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
     return True
 
 

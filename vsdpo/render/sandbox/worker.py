@@ -414,13 +414,9 @@ class Supervisor:
         return reply
 
     def _remove_cgroup(self) -> None:
-        """Remove the job's memory cgroup (vsdpo.render.sandbox.memory); a killed job's processes may
-        take a moment to leave it."""
-        deadline = time.monotonic() + REAP_WAIT_S
-        while memory.exists(os.getpid(), self.pid) and not memory.remove(os.getpid(), self.pid):
-            if time.monotonic() > deadline:
-                return  # left to sweep_dead_workers once this worker is gone
-            time.sleep(0.01)
+        """Remove the job's memory cgroup (vsdpo.render.sandbox.memory); one still busy after
+        REAP_WAIT_S is left to sweep_dead_workers once this worker is gone."""
+        memory.remove_when_empty(os.getpid(), self.pid, REAP_WAIT_S)
 
     def _layers(self) -> dict[str, Any]:
         try:

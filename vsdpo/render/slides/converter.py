@@ -367,13 +367,10 @@ _cgroups_left: set[int] = set()  # converters whose memory cgroup outlived REAP_
 def _remove_cgroup(pid: int) -> None:
     """Remove the memory cgroup of the converter ``pid`` once its processes have left it; one that
     is still busy after REAP_WAIT_S is tried again before the next converter starts, and at exit."""
-    deadline = time.monotonic() + REAP_WAIT_S
-    while memory.exists(os.getpid(), pid) and not memory.remove(os.getpid(), pid):
-        if time.monotonic() > deadline:
-            _cgroups_left.add(pid)
-            return
-        time.sleep(0.01)
-    _cgroups_left.discard(pid)
+    if memory.remove_when_empty(os.getpid(), pid, REAP_WAIT_S):
+        _cgroups_left.discard(pid)
+    else:
+        _cgroups_left.add(pid)
 
 
 def _remove_cgroups_left() -> None:
