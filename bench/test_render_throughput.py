@@ -400,3 +400,73 @@ def test_decks_per_second_two_workers_persistent_converter_vs_one_per_deck(mix, 
         f"\ndecks ({mix}), 2 workers: one LibreOffice per deck {per_s['one_libreoffice_per_deck']:.2f}/s, "
         f"persistent converters {per_s['persistent_converter']:.2f}/s, ratio {ratio:.2f}x"
     )
+
+
+PAGES = int(os.environ.get("VSDPO_BENCH_PAGES", "24"))
+
+
+@pytest.mark.parametrize("mix", ["small_page", "design2code"])
+def test_pages_per_second_two_threads_reused_context_vs_one_per_page(mix, bench_record, monkeypatch):
+    """Web pages rendered end to end (the page loaded, frozen, photographed, measured, checked) by two
+    render threads, the trainer's shape on two cores: a browser context and tab of its own per page
+    (the path before, VSDPO_WEB_FRESH_CONTEXT=1) against a warm context and tab per thread reused and
+    emptied between pages. Two mixes: ``WEB`` with its title numbered, as many times, and the first
+    Design2Code pages of ../shared/data (with their pictures). The paths alternate in each round, and
+    every picture must be the same on both."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    from PIL import Image
+
+    from vsdpo.render.web import browser
+
+    assets = None
+    if mix == "small_page":
+        pages = [WEB.replace("Title", f"Title {i}") for i in range(PAGES)]
+    else:
+        assets = DESIGN2CODE
+        pages = [p.read_text() for p in sorted(DESIGN2CODE.glob("*.html"))[:PAGES]]
+        if not pages:
+            pytest.skip("no Design2Code pages in ../shared/data")
+    seconds: dict[str, list[float]] = {"context_per_page": [], "reused_context": []}
+    fresh = {"context_per_page": "1", "reused_context": "0"}
+    pictures: dict[str, list[bytes | None]] = {}
+
+    def draw(html: str):
+        return render(html, "web", timeout_s=60, assets_dir=assets)
+
+    with ThreadPoolExecutor(max_workers=2) as threads:
+        for label in fresh.values():  # start the browser and warm both paths
+            monkeypatch.setenv(browser.FRESH_CONTEXT_ENV, label)
+            list(threads.map(draw, pages[:2]))
+        for _ in range(ROUNDS):
+            for label, value in fresh.items():
+                monkeypatch.setenv(browser.FRESH_CONTEXT_ENV, value)
+                started = time.perf_counter()
+                results = list(threads.map(draw, pages))
+                seconds[label].append(time.perf_counter() - started)
+                assert all(result.ok for result in results), [r.error for r in results if not r.ok]
+                pictures[label] = [result.image for result in results]
+    for kept, alone in zip(pictures["reused_context"], pictures["context_per_page"], strict=True):
+        assert kept is not None and alone is not None
+        np.testing.assert_array_equal(
+            np.asarray(Image.open(io.BytesIO(kept))), np.asarray(Image.open(io.BytesIO(alone)))
+        )
+    medians = {label: statistics.median(times) for label, times in seconds.items()}
+    per_s = {label: len(pages) / took for label, took in medians.items()}
+    ratio = per_s["reused_context"] / per_s["context_per_page"]
+    bench_record(
+        "page_throughput_two_threads",
+        kind="web",
+        mix=mix,
+        rounds=ROUNDS,
+        pages=len(pages),
+        threads=2,
+        times_s={label: took / len(pages) for label, took in medians.items()},
+        pages_per_s=per_s,
+        ratio_reused_vs_per_page=ratio,
+    )
+    print(
+        f"\npages ({mix}), 2 threads: a context per page {per_s['context_per_page']:.2f}/s, "
+        f"reused contexts {per_s['reused_context']:.2f}/s, ratio {ratio:.2f}x"
+    )

@@ -163,3 +163,77 @@ def test_a_huge_page_keeps_to_its_timeout():
     result = render(page, "web", timeout_s=3)
     assert not result.ok and result.error_kind == "timeout", (result.error_kind, result.error)
     assert time.monotonic() - started < 3 + 5  # the browser backstop (2 s) and a busy machine
+    # The context the page held is closed, not served to the next page.
+    host = browser.browser_host()
+    opened = host.contexts_opened
+    assert render("<p>after</p>", "web").ok
+    assert host.contexts_opened == opened + 1
+
+
+# A page that leaves what it can behind it: in the context's stores, in its window, in its history, in
+# a tab of its own, and in handlers and timers that would run after its job ends.
+LEAVER = """<html><body><p>leaver</p><script>
+localStorage.setItem("k", "left"); sessionStorage.setItem("k", "left"); window.name = "left";
+document.cookie = "k=left";
+history.pushState({}, "", "#pushed");
+window.open(location.href + "?popup", "popup");
+const form = Object.assign(document.createElement("form"), {action: location.href + "?form", target: "_blank"});
+document.body.append(form); form.submit();
+const link = Object.assign(document.createElement("a"), {href: location.href + "?link", target: "_blank"});
+document.body.append(link); link.click();
+setInterval(() => localStorage.setItem("timer", "left"), 1);
+addEventListener("pagehide", () => localStorage.setItem("pagehide", "left"));
+addEventListener("unload", () => localStorage.setItem("unload", "left"));
+window.stored = Promise.all([
+  new Promise((done) => {
+    const opening = indexedDB.open("left", 1);
+    opening.onupgradeneeded = () => opening.result.createObjectStore("s");
+    opening.onsuccess = () => {
+      const writing = opening.result.transaction("s", "readwrite");
+      writing.objectStore("s").put("left", "k");
+      writing.oncomplete = done;
+    };
+  }),
+  caches.open("left").then((cache) => cache.put(new Request("https://left.invalid/"), new Response("left"))),
+]).then(() => true);
+</script></body></html>"""
+# What the next page of the same slot finds of it.
+FIND_JS = """async () => ({
+  local: Object.keys(localStorage), session: Object.keys(sessionStorage), name: window.name,
+  cookie: document.cookie, databases: (await indexedDB.databases()).map((d) => d.name),
+  caches: await caches.keys(), history: history.length,
+})"""
+
+
+@pytest.mark.browser
+def test_a_page_finds_nothing_of_the_page_before_it_in_its_slot():
+    assert render("<p>warm</p>", "web").ok
+    host = browser.browser_host()
+    contexts = host.contexts_opened
+
+    async def stores(page):
+        return await page.evaluate("() => window.stored")
+
+    async def find(page):
+        return await page.evaluate(FIND_JS)
+
+    # The leaver is not frozen (as the reward's own page loads are not): its scripts still run when
+    # its job ends.
+    assert browser.run_local_page(LEAVER, stores, width=640, height=None, timeout_s=20) is True
+    found = browser.run_local_page("<p>finder</p>", find, width=640, height=None, timeout_s=20)
+    assert host.contexts_opened == contexts, "the pages did not share a context: nothing was tested"
+    assert found == {
+        "local": [], "session": [], "name": "", "cookie": "", "databases": [], "caches": [], "history": 2,
+    }  # fmt: skip
+
+
+@pytest.mark.browser
+def test_a_page_cannot_go_back_to_the_page_before_it():
+    assert render("<p>warm</p>", "web").ok
+    host = browser.browser_host()
+    contexts = host.contexts_opened
+    before = render("<h1>the page before, 7319</h1>", "web")
+    back = render("<p>own text</p><script>history.back(); history.go(-1);</script>", "web")
+    assert host.contexts_opened == contexts
+    assert before.ok and any("7319" in (e.text or "") for e in before.elements)
+    assert not any("7319" in (e.text or "") for e in back.elements), [e.text for e in back.elements]

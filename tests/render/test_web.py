@@ -158,3 +158,38 @@ def test_fixed_canvas_html_slide_bounds_its_content():
     late = line_of(slide, '<p class="late">')
     assert any(late in d.lines for d in of_kind(result, "clipped_text"))
     assert any(late in d.lines for d in of_kind(result, "overflow"))
+
+
+# A page a script changes, one with a running animation and a focused field, a tall one, and a fixed
+# canvas: each rendered twice in a reused context and once in a context of its own.
+REUSED_CONTEXT_PAGES = [
+    (page("<h1>Heading</h1><p>text</p><script>document.body.insertAdjacentHTML('beforeend', "
+          "'<p>added by a script</p>'); localStorage.setItem('seen', '1');</script>"), None),
+    (page("<div class='bar'></div><input autofocus value='typed'>",
+          "@keyframes grow { from { width: 10px } to { width: 300px } }\n"
+          ".bar { animation: grow 2s forwards; height: 40px; background: #c33 }"), None),
+    (page("<div style='height: 2400px; background: linear-gradient(#fff, #36c)'><p>tall</p></div>"), None),
+    (page("<p style='font-size: 40px; margin-left: 600px'>past the edge</p>"), 360),
+]  # fmt: skip
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize(("html", "height"), REUSED_CONTEXT_PAGES)
+def test_a_reused_context_renders_what_a_context_of_its_own_does(html, height, monkeypatch):
+    from vsdpo.render.web import browser
+
+    width = 640 if height else None
+    first = render(html, width=width, height=height)
+    opened = browser.browser_host().contexts_opened
+    again = render(html, width=width, height=height)
+    assert browser.browser_host().contexts_opened == opened, "the second render did not reuse a context"
+    monkeypatch.setenv(browser.FRESH_CONTEXT_ENV, "1")
+    alone = render(html, width=width, height=height)
+    assert browser.browser_host().contexts_opened == opened + 1
+    for result in (again, alone):
+        assert (result.width, result.height) == (first.width, first.height)
+        assert Image.open(io.BytesIO(result.image)).tobytes() == Image.open(io.BytesIO(first.image)).tobytes()
+        assert [(e.role, e.text, e.bbox) for e in result.elements] == [
+            (e.role, e.text, e.bbox) for e in first.elements
+        ]
+        assert [(d.kind, d.lines) for d in result.defects] == [(d.kind, d.lines) for d in first.defects]

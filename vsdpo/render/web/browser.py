@@ -2,7 +2,8 @@
 
 Playwright objects belong to the event loop that made them, so the browser lives on a daemon thread
 running an asyncio loop; any thread submits a coroutine and waits for its result. Renders from
-several threads therefore run concurrently in one browser (each in its own context). The browser is
+several threads therefore run concurrently in one browser, each in a context of its own, which
+serves one page at a time and is emptied between pages (``_Slot``). The browser is
 started on first use, relaunched if it dies, started afresh in a forked child, and closed at exit.
 
 Pages are untrusted, so the browser starts through vsdpo.render.web.launcher: no network at all (its
@@ -49,6 +50,8 @@ CHROMIUM_ARGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # A page must not get back to the page its tab showed before (tabs are reused, see _Slot).
+    "--disable-back-forward-cache",
     # Walls behind the network namespace: no host name resolves, WebRTC sends no UDP of its own.
     "--host-resolver-rules=MAP * ~NOTFOUND",
     "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
@@ -56,6 +59,12 @@ CHROMIUM_ARGS = (
 )
 # Pages rendered at once per browser; more only queue.
 MAX_CONCURRENT_PAGES = 4
+# A browser context and its tab are kept warm and reused by the pages rendered one after another (see
+# _Slot), emptied between pages; a context whose page failed, or that served this many pages, is closed
+# and made anew. With the variable set to 1, each page gets a context of its own instead (the path
+# before; the benchmarks compare the two).
+MAX_PAGES_PER_CONTEXT = 256
+FRESH_CONTEXT_ENV = "VSDPO_WEB_FRESH_CONTEXT"
 ALLOW_WEAK_ENV = "VSDPO_SANDBOX_ALLOW_WEAK"
 # What the browser's environment keeps of the caller's: enough to find Python and start.
 BROWSER_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "PYTHONHOME", "LD_LIBRARY_PATH")
@@ -71,6 +80,10 @@ _worlds: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # Where the isolated world keeps the closed shadow roots that freeze_page hands it.
 CLOSED_ROOTS_GLOBAL = "__vsdpoClosedShadowRoots"
 MAX_CLOSED_SHADOW_ROOTS = 256  # closed roots reached at most (one DevTools call each); more are reported
+# Awaited once a page has loaded: its fonts, then two animation frames, so that what the page starts
+# on load in a frame callback (a class set to start a transition, a layout of a framework) has run.
+_SETTLED_JS = """() => document.fonts.ready.then(() => new Promise((done) =>
+  requestAnimationFrame(() => requestAnimationFrame(() => done(true)))))"""
 # Evaluated in the isolated world by freeze_page; shipped beside this module as package data.
 _SETTLE_JS = Path(__file__).with_name("settle.js").read_text()
 
@@ -94,6 +107,11 @@ class BrowserHost:
         # Pages are written here; the browser sees this folder, read-only, and nothing else of /tmp.
         self.pages = tempfile.mkdtemp(prefix=f"vsdpo-pages-{self.pid}-")
         os.chmod(self.pages, 0o755)
+        # Where a reused tab waits between pages: an empty document of the pages' own site (a blank
+        # of another, about:blank, would move the tab to another renderer process and back each time).
+        self.blank = Path(self.pages, BLANK_NAME)
+        self.blank.write_text("")
+        os.chmod(self.blank, 0o644)
         self._launcher_dir = tempfile.mkdtemp(prefix=f"vsdpo-browser-{self.pid}-")
         self.launcher = os.path.join(self._launcher_dir, "chromium")
         with open(self.launcher, "w") as script:
@@ -107,6 +125,31 @@ class BrowserHost:
         self._browser: Any = None
         self._launch_lock = asyncio.Lock()
         self._page_slots = asyncio.Semaphore(MAX_CONCURRENT_PAGES)
+        self._idle: list[_Slot] = []  # warm contexts free for the next page
+        self.contexts_opened = 0  # contexts made for pages, for the tests and the benchmarks
+
+    async def take_slot(self, browser: Any) -> _Slot:
+        """A warm context of ``browser`` free for one page, or a new one."""
+        while self._idle and not _fresh_contexts():
+            slot = self._idle.pop()
+            if slot.browser is browser and browser.is_connected():
+                return slot
+            # One of a browser since discarded or lost: gone with it.
+        self.contexts_opened += 1
+        return await _Slot.open(browser)
+
+    async def give_back_slot(self, slot: _Slot, reusable: bool) -> None:
+        """Empty ``slot`` for the next page; close it instead where its page failed, where it cannot be
+        emptied, or where it served MAX_PAGES_PER_CONTEXT pages."""
+        if reusable and slot.served < MAX_PAGES_PER_CONTEXT and not _fresh_contexts():
+            try:
+                await asyncio.wait_for(slot.empty(), CLOSE_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - a context that cannot be emptied is not reused
+                pass
+            else:
+                self._idle.append(slot)
+                return
+        await _close_context(slot.context)
 
     def run(self, make_coroutine: Callable[[Any], Awaitable[T]], timeout_s: float) -> T:
         """Run ``make_coroutine(browser)`` on the browser's loop; wait at most ``timeout_s`` for it."""
@@ -144,6 +187,9 @@ class BrowserHost:
             self._browser = await self._playwright.chromium.launch(
                 executable_path=self.launcher,
                 args=list(CHROMIUM_ARGS),
+                # Chromium's popup blocker stays on: no page opens a tab without a user's gesture, and
+                # no render makes one.
+                ignore_default_args=["--disable-popup-blocking"],
                 headless=True,
                 chromium_sandbox=True,
                 env=self.environment(),
@@ -192,6 +238,7 @@ class BrowserHost:
     async def _close_browser(self) -> None:
         browser, playwright = self._browser, self._playwright
         self._browser = self._playwright = None
+        self._idle.clear()  # their contexts close with the browser
         for closing in (browser.close() if browser else None, playwright.stop() if playwright else None):
             if closing is None:
                 continue
@@ -256,6 +303,7 @@ atexit.register(close_browser)
 VIEWPORT_HEIGHT = 720  # the layout viewport of a full-page render (what `100vh` means)
 MAX_PAGE_HEIGHT = 8192  # full-page screenshots are cut here
 PAGE_NAME = "index.html"
+BLANK_NAME = "blank.html"
 
 
 def run_local_page(
@@ -267,7 +315,7 @@ def run_local_page(
     timeout_s: float,
     assets_dir: str | os.PathLike | None = None,
 ) -> T:
-    """Open ``html`` in its own browser context and return ``await extract(page)``.
+    """Open ``html`` in a warm browser context of its own and return ``await extract(page)``.
 
     The page lies in a private folder beside links to the files of ``assets_dir``; every request that
     leaves that folder (other than ``data:``, ``blob:``, ``about:``) is blocked. The viewport is
@@ -351,6 +399,98 @@ async def _close_context(context: Any) -> None:
         await browser_host().discard_browser()
 
 
+def _fresh_contexts() -> bool:
+    return os.environ.get(FRESH_CONTEXT_ENV, "") not in ("", "0")
+
+
+class _Slot:
+    """A browser context and its one tab, kept warm for one page at a time.
+
+    A new context and a tab in it start a renderer process (about 0.2 s of a core, a third of a small
+    page's render). So the pages rendered one after another reuse both, and nothing of one page may
+    reach the next: once its job is done, the page is stopped (scripts off, so neither its timers nor
+    its unload handlers run again), any tab it opened is closed (the popup blocker is on, so there
+    should be none), the tab goes to a blank document
+    whose history is then erased (no way back to the page before, the back-forward cache being off as
+    well), and what the context stores for pages (local and session storage, IndexedDB, caches,
+    cookies, permissions) and the window's name are cleared (``empty``). Requests are allowed only
+    inside the folder of the page the slot serves now (``root``).
+    """
+
+    def __init__(self, browser: Any, context: Any):
+        self.browser, self.context = browser, context
+        self.tab: Any = None
+        self.session: Any = None  # the tab's DevTools session, also that of its isolated world
+        self.frame_id: str | None = None
+        self.root: str | None = None
+        self.served = 0
+
+    @classmethod
+    async def open(cls, browser: Any) -> _Slot:
+        context = await browser.new_context(
+            viewport={"width": 1280, "height": VIEWPORT_HEIGHT},
+            device_scale_factor=1,
+            service_workers="block",
+            accept_downloads=False,
+        )
+        try:
+            slot = cls(browser, context)
+            await context.route("**/*", slot._allow_only_local)
+        except BaseException:
+            asyncio.get_running_loop().create_task(_close_context(context))
+            raise
+        return slot
+
+    async def new_page(self, root: str, width: int, height: int) -> Any:
+        """The tab, blank, with its viewport ``width`` x ``height``, for a page inside ``root``."""
+        self.root, self.served = root, self.served + 1
+        if self.tab is None:
+            self.tab = await self.context.new_page()
+            self.session = await self.context.new_cdp_session(self.tab)
+            self.frame_id = (await self.session.send("Page.getFrameTree"))["frameTree"]["frame"]["id"]
+        # The world is made again for each document, through the session that also stops the page.
+        _worlds[self.tab] = (self.frame_id, self.session, None)
+        await self.tab.set_viewport_size({"width": width, "height": height})
+        return self.tab
+
+    async def empty(self) -> None:
+        """Stop the page, close the tabs it opened, blank the tab and clear what the context keeps."""
+        self.root = None
+        if self.tab is None:
+            return
+        await self.session.send("Emulation.setScriptExecutionDisabled", {"value": True})
+        for page in list(self.context.pages):
+            if page is not self.tab:
+                await page.close()
+        await self.tab.goto(browser_host().blank.as_uri())
+        await self.session.send("Page.resetNavigationHistory")
+        await self.session.send("Storage.clearDataForOrigin", {"origin": "file://", "storageTypes": "all"})
+        await self.context.clear_cookies()
+        await self.context.clear_permissions()
+        _worlds[self.tab] = (self.frame_id, self.session, None)
+        await evaluate_isolated(self.tab, "() => { window.name = ''; return true; }", None)
+        await self.session.send("Emulation.setScriptExecutionDisabled", {"value": False})
+        if self.context.pages != [self.tab]:
+            raise RuntimeError(f"tabs opened while the context was emptied: {len(self.context.pages) - 1}")
+
+    async def _allow_only_local(self, route: Any) -> None:
+        url = route.request.url
+        if url.startswith(("data:", "blob:", "about:")) or self._inside_root(url) or self._blank(url):
+            await route.continue_()
+        else:
+            await route.abort("blockedbyclient")
+
+    def _inside_root(self, url: str) -> bool:
+        parsed = urlparse(url)
+        if parsed.scheme != "file" or self.root is None:
+            return False
+        return os.path.realpath(unquote(parsed.path)).startswith(self.root + os.sep)
+
+    def _blank(self, url: str) -> bool:
+        """The blank document, loaded by ``empty`` only: no page reaches it while the slot serves one."""
+        return self.root is None and url == browser_host().blank.as_uri()
+
+
 class _LocalPage:
     def __init__(self, page_path: Path, width: int, height: int | None, timeout_s: float, extract):
         self.page_path, self.width, self.height, self.timeout_s = page_path, width, height, timeout_s
@@ -358,44 +498,26 @@ class _LocalPage:
         self.root = str(page_path.parent.resolve())
 
     async def run(self, browser: Any) -> Any:
-        context = await browser.new_context(
-            viewport={"width": self.width, "height": self.height or VIEWPORT_HEIGHT},
-            device_scale_factor=1,
-            service_workers="block",
-            accept_downloads=False,
-        )
+        host = browser_host()
+        slot = await host.take_slot(browser)
         try:
-            result = await asyncio.wait_for(self._open_and_extract(context), self.timeout_s)
+            result = await asyncio.wait_for(self._open_and_extract(slot), self.timeout_s)
         except BaseException:
             # A page still busy (a script loop, a huge document) can hold its context for long: it is
             # closed in the background, so that the render's deadline holds.
-            asyncio.get_running_loop().create_task(_close_context(context))
+            asyncio.get_running_loop().create_task(host.give_back_slot(slot, reusable=False))
             raise
-        await _close_context(context)
+        await host.give_back_slot(slot, reusable=True)
         return result
 
-    async def _allow_only_local(self, route: Any) -> None:
-        url = route.request.url
-        if url.startswith(("data:", "blob:", "about:")) or self._inside_root(url):
-            await route.continue_()
-        else:
-            await route.abort("blockedbyclient")
-
-    def _inside_root(self, url: str) -> bool:
-        parsed = urlparse(url)
-        if parsed.scheme != "file":
-            return False
-        return os.path.realpath(unquote(parsed.path)).startswith(self.root + os.sep)
-
-    async def _open_and_extract(self, context: Any) -> Any:
-        await context.route("**/*", self._allow_only_local)
-        page = await context.new_page()
+    async def _open_and_extract(self, slot: _Slot) -> Any:
+        page = await slot.new_page(self.root, self.width, self.height or VIEWPORT_HEIGHT)
         try:
             await page.goto(self.page_path.as_uri(), wait_until="load", timeout=self.timeout_s * 600)
         except Exception as error:  # a load that never ends is still a page; a stuck script times out above
             if "Timeout" not in type(error).__name__:
                 raise
-        await evaluate_isolated(page, "() => document.fonts.ready.then(() => true)", None)
+        await evaluate_isolated(page, _SETTLED_JS, None)
         return await self.extract(page)
 
 
@@ -437,7 +559,10 @@ async def evaluate_isolated(page: Any, function: str, arg: Any) -> Any:
             },
         )
     except Exception:
-        _worlds.pop(page, None)  # a navigation ends the world: the next call makes a new one
+        # A navigation ends the world: the next call makes a new one, through the same session (the
+        # one whose switches, such as scripts off, hold for the page).
+        frame_id, _, _ = _worlds.get(page, (None, None, None))
+        _worlds[page] = (frame_id, session, None)
         raise
     if "exceptionDetails" in reply:
         details = reply["exceptionDetails"]
