@@ -12,12 +12,19 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
 from tests.render.test_hostile_replies import forge
 from vsdpo.render import render
-from vsdpo.render.chart.renderer import CHART_ROLES, MAX_UNACCOUNTED_INK, unaccounted_ink
+from vsdpo.render.chart.renderer import (
+    CHART_ROLES,
+    COVER_MARGIN_PX,
+    INK_DISTANCE,
+    MAX_UNACCOUNTED_INK,
+    unaccounted_ink,
+)
 from vsdpo.render.types import Element
 
 CHARTMIMIC = Path(__file__).resolve().parents[3] / "shared" / "data" / "chartmimic"
@@ -153,6 +160,43 @@ def test_unaccounted_ink_counts_drawing_outside_every_box():
     assert unaccounted_ink(png, [text, square, axes]) == 0.0
     # An axes that holds nothing accounts for its frame, not for what lies inside it.
     assert unaccounted_ink(png, [axes]) == 1.0 > MAX_UNACCOUNTED_INK
+
+
+def _ink_by_the_formula(png: bytes) -> np.ndarray:
+    """The ink as the check defines it: unlike the border's commonest colour, over white where clear."""
+    rgba = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"), dtype=np.float64)
+    alpha = rgba[..., 3:4] / 255.0
+    rgb = np.rint(rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.int64)
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    colours, counts = np.unique(border, axis=0, return_counts=True)
+    paper = colours[np.argmax(counts)]
+    return np.abs(rgb - paper).max(axis=2) > INK_DISTANCE
+
+
+# Papers whose channels sit at and beside the edges of the ink distance (24): at 0, 255, 24 and 231
+# no pixel lies past the distance on one side.
+PAPERS = [(0, 24, 25), (1, 23, 128), (230, 231, 232), (254, 255, 26)]
+
+
+@pytest.mark.parametrize("seed", range(len(PAPERS)))
+def test_unaccounted_ink_takes_the_ink_the_formula_gives(seed):
+    # Random pictures around the paper (clipped to 0 and 255, so both occur), opaque and partly clear.
+    rng = np.random.default_rng(seed)
+    paper = np.array(PAPERS[seed])
+    pixels = np.clip(paper + rng.integers(-60, 61, size=(60, 80, 3)), 0, 255).astype(np.uint8)
+    pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1] = paper, paper, paper, paper
+    alpha = np.full((60, 80, 1), 255, dtype=np.uint8)
+    if seed % 2:
+        alpha[10:50, 10:70] = rng.integers(0, 256, size=(40, 60, 1))
+    out = io.BytesIO()
+    Image.fromarray(np.concatenate([pixels, alpha], axis=2), "RGBA").save(out, format="PNG")
+    png = out.getvalue()
+    ink = _ink_by_the_formula(png)
+    assert 0 < ink.sum() < ink.size
+    # One element whose box covers the picture's left half: what is left is the right half's ink.
+    half = Element("t", "text", (0, 0, 40 - COVER_MARGIN_PX, 60), text="x")
+    assert unaccounted_ink(png, []) == 1.0
+    assert unaccounted_ink(png, [half]) == ink[:, 40:].sum() / ink.sum()
 
 
 @pytest.mark.slow

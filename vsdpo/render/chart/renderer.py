@@ -221,16 +221,18 @@ def unaccounted_ink(image: bytes, elements: list[Element]) -> float:
     no element covers only a band along its edges (its frame). Boxes are summed in a difference table:
     the cost is the picture's pixels plus the elements, whatever their boxes."""
     with Image.open(BytesIO(image)) as picture:
-        rgba = np.asarray(picture.convert("RGBA"), dtype=np.float32)
-    alpha = rgba[..., 3:4] / 255.0
-    rgb = np.rint(rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.int16)
+        rgba = np.asarray(picture.convert("RGBA"))
+    if (rgba[..., 3] == 255).all():  # the usual chart: opaque, nothing to blend
+        rgb = rgba[..., :3]
+    else:
+        alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+        rgb = np.rint(rgba[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
     height, width = rgb.shape[:2]
     border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.int32)
     packed = border[:, 0] << 16 | border[:, 1] << 8 | border[:, 2]
     values, counts = np.unique(packed, return_counts=True)
     common = int(values[np.argmax(counts)])
-    paper = np.array([common >> 16, (common >> 8) & 255, common & 255], dtype=np.int16)
-    ink = np.abs(rgb - paper).max(axis=2) > INK_DISTANCE
+    ink = _unlike(rgb, (common >> 16, (common >> 8) & 255, common & 255), INK_DISTANCE)
     total = int(ink.sum())
     if total == 0:
         return 0.0
@@ -261,6 +263,20 @@ def unaccounted_ink(image: bytes, elements: list[Element]) -> float:
                 table[bottom, right] += 1
     covered = table.cumsum(axis=0).cumsum(axis=1)[:height, :width] > 0
     return float((ink & ~covered).sum()) / total
+
+
+def _unlike(rgb: np.ndarray, paper: tuple[int, int, int], distance: int) -> np.ndarray:
+    """Pixels of the uint8 picture ``rgb`` farther than ``distance`` from ``paper`` in some channel:
+    ``abs(rgb - paper).max(axis=2) > distance``, in compares of the bytes themselves (no wider copy
+    of the picture, no reduction over its short last axis)."""
+    ink = np.zeros(rgb.shape[:2], dtype=bool)
+    for channel, level in enumerate(paper):
+        plane = rgb[..., channel]
+        if level + distance < 255:
+            ink |= plane > level + distance
+        if level - distance > 0:
+            ink |= plane < level - distance
+    return ink
 
 
 def _chart_pairs(a: Element, b: Element) -> bool:
