@@ -335,6 +335,25 @@ def test_other_kinds_warm(kind, code, module, tmp_path, bench_record):
 DECKS = int(os.environ.get("VSDPO_BENCH_DECKS", "12"))
 
 
+def _same_pictures_and_rates(
+    pictures: dict[str, list[bytes | None]], seconds: dict[str, list[float]], count: int, new: str, old: str
+) -> tuple[dict[str, float], dict[str, float], float]:
+    """Check that path ``new`` drew every picture as path ``old`` did; return each path's time per item
+    and items per second (from the median round over ``count`` items) and new's rate over old's."""
+    import numpy as np
+    from PIL import Image
+
+    for kept, alone in zip(pictures[new], pictures[old], strict=True):
+        assert kept is not None and alone is not None
+        np.testing.assert_array_equal(
+            np.asarray(Image.open(io.BytesIO(kept))), np.asarray(Image.open(io.BytesIO(alone)))
+        )
+    medians = {label: statistics.median(times) for label, times in seconds.items()}
+    times_s = {label: took / count for label, took in medians.items()}
+    per_s = {label: count / took for label, took in medians.items()}
+    return times_s, per_s, per_s[new] / per_s[old]
+
+
 @pytest.mark.parametrize("mix", ["decks_py", "one_slide"])
 def test_decks_per_second_two_workers_persistent_converter_vs_one_per_deck(mix, bench_record, monkeypatch):
     """Slide decks rendered end to end (the program in a sandbox job, the checks, the drawing) by two
@@ -346,9 +365,7 @@ def test_decks_per_second_two_workers_persistent_converter_vs_one_per_deck(mix, 
     be the same on both."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import numpy as np
     from decks import deck_programs
-    from PIL import Image
 
     from vsdpo.render.sandbox import pool as sandbox_pool
     from vsdpo.render.slides import converter
@@ -375,16 +392,9 @@ def test_decks_per_second_two_workers_persistent_converter_vs_one_per_deck(mix, 
     finally:
         two.shutdown()
         converter.close_all()
-    for kept, alone in zip(
-        pictures["persistent_converter"], pictures["one_libreoffice_per_deck"], strict=True
-    ):
-        assert kept is not None and alone is not None
-        np.testing.assert_array_equal(
-            np.asarray(Image.open(io.BytesIO(kept))), np.asarray(Image.open(io.BytesIO(alone)))
-        )
-    medians = {label: statistics.median(times) for label, times in seconds.items()}
-    per_s = {label: len(programs) / took for label, took in medians.items()}
-    ratio = per_s["persistent_converter"] / per_s["one_libreoffice_per_deck"]
+    times_s, per_s, ratio = _same_pictures_and_rates(
+        pictures, seconds, len(programs), "persistent_converter", "one_libreoffice_per_deck"
+    )
     bench_record(
         "deck_throughput_two_workers",
         kind="slides",
@@ -392,7 +402,7 @@ def test_decks_per_second_two_workers_persistent_converter_vs_one_per_deck(mix, 
         rounds=ROUNDS,
         decks=len(programs),
         workers=2,
-        times_s={label: took / len(programs) for label, took in medians.items()},
+        times_s=times_s,
         decks_per_s=per_s,
         ratio_persistent_vs_per_deck=ratio,
     )
@@ -414,9 +424,6 @@ def test_pages_per_second_two_threads_reused_context_vs_one_per_page(mix, bench_
     Design2Code pages of ../shared/data (with their pictures). The paths alternate in each round, and
     every picture must be the same on both."""
     from concurrent.futures import ThreadPoolExecutor
-
-    import numpy as np
-    from PIL import Image
 
     from vsdpo.render.web import browser
 
@@ -447,14 +454,9 @@ def test_pages_per_second_two_threads_reused_context_vs_one_per_page(mix, bench_
                 seconds[label].append(time.perf_counter() - started)
                 assert all(result.ok for result in results), [r.error for r in results if not r.ok]
                 pictures[label] = [result.image for result in results]
-    for kept, alone in zip(pictures["reused_context"], pictures["context_per_page"], strict=True):
-        assert kept is not None and alone is not None
-        np.testing.assert_array_equal(
-            np.asarray(Image.open(io.BytesIO(kept))), np.asarray(Image.open(io.BytesIO(alone)))
-        )
-    medians = {label: statistics.median(times) for label, times in seconds.items()}
-    per_s = {label: len(pages) / took for label, took in medians.items()}
-    ratio = per_s["reused_context"] / per_s["context_per_page"]
+    times_s, per_s, ratio = _same_pictures_and_rates(
+        pictures, seconds, len(pages), "reused_context", "context_per_page"
+    )
     bench_record(
         "page_throughput_two_threads",
         kind="web",
@@ -462,7 +464,7 @@ def test_pages_per_second_two_threads_reused_context_vs_one_per_page(mix, bench_
         rounds=ROUNDS,
         pages=len(pages),
         threads=2,
-        times_s={label: took / len(pages) for label, took in medians.items()},
+        times_s=times_s,
         pages_per_s=per_s,
         ratio_reused_vs_per_page=ratio,
     )
