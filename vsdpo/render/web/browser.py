@@ -410,11 +410,11 @@ class _Slot:
     page's render). So the pages rendered one after another reuse both, and nothing of one page may
     reach the next: once its job is done, the page is stopped (scripts off, so neither its timers nor
     its unload handlers run again), any tab it opened is closed (the popup blocker is on, so there
-    should be none), the tab goes to a blank document
-    whose history is then erased (no way back to the page before, the back-forward cache being off as
-    well), and what the context stores for pages (local and session storage, IndexedDB, caches,
-    cookies, permissions) and the window's name are cleared (``empty``). Requests are allowed only
-    inside the folder of the page the slot serves now (``root``).
+    should be none), the tab goes to a blank document whose history is then erased (no way back to
+    the page before, the back-forward cache being off as well), and what the context stores for pages
+    (local and session storage, IndexedDB, caches, cookies, permissions) and the window's name are
+    cleared (``empty``). Requests are allowed only inside the folder of the page the slot serves now
+    (``root``).
     """
 
     def __init__(self, browser: Any, context: Any):

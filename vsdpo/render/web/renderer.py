@@ -15,10 +15,9 @@ What is measured is what the picture shows. Once loaded (its fonts ready and two
 drawn, so that what it starts on load in a frame callback has run), the page is frozen
 (``freeze_page``: its scripts switched off, its animations at their end) and photographed; only then
 is it measured, so that no animation, timer or listener of the page can draw one thing and report
-another. The
-extraction reaches into shadow roots (closed ones too) and same-origin frames; what it cannot read
-(a painted canvas, a frame of another origin) and what it leaves out (elements past its cap) are
-reported as defects of their own, never passed over as clean.
+another. The extraction reaches into shadow roots (closed ones too) and same-origin frames; what it
+cannot read (a painted canvas, a frame of another origin) and what it leaves out (elements past its
+cap) are reported as defects of their own, never passed over as clean.
 """
 
 from __future__ import annotations
