@@ -3,6 +3,7 @@ the element extraction, and decks whose pictures link to a local server or a roo
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import shutil
@@ -158,15 +159,25 @@ def test_external_links_are_stripped_from_a_deck():
 @pytest.mark.browser
 def test_a_huge_page_keeps_to_its_timeout():
     assert render("<p>warm</p>", "web").ok  # the browser's start is not the page's time
-    host = browser.browser_host()
-    held = host._idle[-1]  # the warm context the next page takes
-    served = held.served
     page = "<html><body>" + "<div class='row'><p>row</p></div>\n" * 50_000 + "</body></html>"
     started = time.monotonic()
     result = render(page, "web", timeout_s=3)
     assert not result.ok and result.error_kind == "timeout", (result.error_kind, result.error)
     assert time.monotonic() - started < 3 + 5  # the browser backstop (2 s) and a busy machine
-    # The context the page held is closed, not served to the next page.
+
+
+@pytest.mark.browser
+def test_a_context_whose_page_timed_out_is_not_served_again():
+    assert render("<p>warm</p>", "web").ok
+    host = browser.browser_host()
+    held = host._idle[-1]  # the warm context the next page takes
+    served = held.served
+
+    async def stalls(page):
+        await asyncio.sleep(30)
+
+    with pytest.raises(TimeoutError):
+        browser.run_local_page("<p>slow</p>", stalls, width=640, height=None, timeout_s=1)
     assert held.served == served + 1 and held not in host._idle
     assert render("<p>after</p>", "web").ok
     assert held not in host._idle
@@ -211,7 +222,8 @@ FIND_JS = """async () => ({
 def test_a_page_finds_nothing_of_the_page_before_it_in_its_slot():
     assert render("<p>warm</p>", "web").ok
     host = browser.browser_host()
-    contexts = host.contexts_opened
+    slot = host._idle[-1]  # the warm context the next pages take
+    served = slot.served
 
     async def stores(page):
         return await page.evaluate("() => window.stored")
@@ -223,7 +235,7 @@ def test_a_page_finds_nothing_of_the_page_before_it_in_its_slot():
     # its job ends.
     assert browser.run_local_page(LEAVER, stores, width=640, height=None, timeout_s=20) is True
     found = browser.run_local_page("<p>finder</p>", find, width=640, height=None, timeout_s=20)
-    assert host.contexts_opened == contexts, "the pages did not share a context: nothing was tested"
+    assert slot.served == served + 2, "the pages did not share a context: nothing was tested"
     assert found == {
         "local": [], "session": [], "name": "", "cookie": "", "databases": [], "caches": [], "history": 2,
     }  # fmt: skip
@@ -233,9 +245,10 @@ def test_a_page_finds_nothing_of_the_page_before_it_in_its_slot():
 def test_a_page_cannot_go_back_to_the_page_before_it():
     assert render("<p>warm</p>", "web").ok
     host = browser.browser_host()
-    contexts = host.contexts_opened
+    slot = host._idle[-1]  # the warm context the next pages take
+    served = slot.served
     before = render("<h1>the page before, 7319</h1>", "web")
     back = render("<p>own text</p><script>history.back(); history.go(-1);</script>", "web")
-    assert host.contexts_opened == contexts
+    assert slot.served == served + 2, "the pages did not share a context: nothing was tested"
     assert before.ok and any("7319" in (e.text or "") for e in before.elements)
     assert not any("7319" in (e.text or "") for e in back.elements), [e.text for e in back.elements]

@@ -180,9 +180,11 @@ def test_a_reused_context_renders_what_a_context_of_its_own_does(html, height, m
 
     width = 640 if height else None
     first = render(html, width=width, height=height)
+    slot = browser.browser_host()._idle[-1]  # the context the first render used, taken next
+    served = slot.served
     opened = browser.browser_host().contexts_opened
     again = render(html, width=width, height=height)
-    assert browser.browser_host().contexts_opened == opened, "the second render did not reuse a context"
+    assert slot.served == served + 1, "the second render did not reuse the first one's context"
     monkeypatch.setenv(browser.FRESH_CONTEXT_ENV, "1")
     alone = render(html, width=width, height=height)
     assert browser.browser_host().contexts_opened == opened + 1
