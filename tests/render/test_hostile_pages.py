@@ -166,12 +166,17 @@ def test_a_huge_page_keeps_to_its_timeout():
     assert time.monotonic() - started < 3 + 5  # the browser backstop (2 s) and a busy machine
 
 
-@pytest.mark.browser
-def test_a_context_whose_page_timed_out_is_not_served_again():
+def _warm_slot():
+    """The browser host, the warm context the next page will take, and how many pages it has served."""
     assert render("<p>warm</p>", "web").ok
     host = browser.browser_host()
-    held = host._idle[-1]  # the warm context the next page takes
-    served = held.served
+    slot = host._idle[-1]
+    return host, slot, slot.served
+
+
+@pytest.mark.browser
+def test_a_context_whose_page_timed_out_is_not_served_again():
+    host, held, served = _warm_slot()
 
     async def stalls(page):
         await asyncio.sleep(30)
@@ -220,10 +225,7 @@ FIND_JS = """async () => ({
 
 @pytest.mark.browser
 def test_a_page_finds_nothing_of_the_page_before_it_in_its_slot():
-    assert render("<p>warm</p>", "web").ok
-    host = browser.browser_host()
-    slot = host._idle[-1]  # the warm context the next pages take
-    served = slot.served
+    _, slot, served = _warm_slot()
 
     async def stores(page):
         return await page.evaluate("() => window.stored")
@@ -243,10 +245,7 @@ def test_a_page_finds_nothing_of_the_page_before_it_in_its_slot():
 
 @pytest.mark.browser
 def test_a_page_cannot_go_back_to_the_page_before_it():
-    assert render("<p>warm</p>", "web").ok
-    host = browser.browser_host()
-    slot = host._idle[-1]  # the warm context the next pages take
-    served = slot.served
+    _, slot, served = _warm_slot()
     before = render("<h1>the page before, 7319</h1>", "web")
     back = render("<p>own text</p><script>history.back(); history.go(-1);</script>", "web")
     assert slot.served == served + 2, "the pages did not share a context: nothing was tested"
